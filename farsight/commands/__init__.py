@@ -1,0 +1,1 @@
+"""One module per top-level subcommand; each defines ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Recording, storing and loading episodes."""

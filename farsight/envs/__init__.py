@@ -1,0 +1,38 @@
+"""Environment registry: ``make_env(cfg, seed)`` for every env id farsight knows."""
+
+from __future__ import annotations
+
+from farsight.config import ConfigError
+from farsight.envs.base import ArenaConfig, EnvConfig, FarsightEnv, StateSpec
+
+__all__ = ["ArenaConfig", "EnvConfig", "FarsightEnv", "StateSpec", "make_env", "ENV_IDS"]
+
+ENV_IDS = (
+    "arena",
+    "ALE/<Game>-v5",
+    "crafter",
+    "vizdoom/basic",
+    "vizdoom/health_gathering",
+)
+
+
+def make_env(cfg: EnvConfig) -> FarsightEnv:
+    """Build the environment named by ``cfg.id``; the seed is given to ``reset``."""
+    env_id = cfg.id
+    if env_id == "arena":
+        from farsight.envs.arena import ArenaEnv
+
+        return ArenaEnv(cfg.arena, size=cfg.size)
+    if env_id.startswith("ALE/"):
+        from farsight.envs.atari import AtariEnv
+
+        return AtariEnv(env_id, size=cfg.size)
+    if env_id == "crafter":
+        from farsight.envs.crafter import CrafterEnv
+
+        return CrafterEnv(size=cfg.size)
+    if env_id.startswith("vizdoom/"):
+        from farsight.envs.vizdoom import VizDoomEnv
+
+        return VizDoomEnv(env_id.split("/", 1)[1], size=cfg.size)
+    raise ConfigError(f"env.id={env_id!r} is unknown; known: {', '.join(ENV_IDS)}")

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: set up, lint, run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+VENV="${FARSIGHT_VENV:-.venv}"
+echo "==> ruff"
+"$VENV/bin/ruff" check farsight tests
+"$VENV/bin/ruff" format --check farsight tests
+echo "==> pytest"
+"$VENV/bin/python" -m pytest -q "$@"
