@@ -24,9 +24,9 @@ StateSpec = dict[str, tuple[tuple[int, ...], str]]
 class ArenaConfig:
     """The built-in procedural arena (see farsight/envs/arena.py)."""
 
-    world_size: int = 192
+    world_size: int = 128
     """Side of the square world in view pixels; the view is ``size`` x ``size``."""
-    num_objects: int = 4
+    num_objects: int = 6
     object_radius: float = 3.5
     object_speed: float = 2.0
     """Initial object speed in pixels per step (momentum, bouncing off walls)."""
