@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from farsight.config import ConfigError
 from farsight.envs.base import ArenaConfig, FarsightEnv, StateSpec
 
 ACTION_MEANINGS = (
@@ -417,7 +418,7 @@ def _validate(cfg: ArenaConfig, size: int) -> None:
     if cfg.episode_steps < 1:
         problems.append("episode_steps must be >= 1")
     if problems:
-        raise ValueError("invalid arena config: " + "; ".join(problems))
+        raise ConfigError("invalid env.arena config: " + "; ".join(problems))
 
 
 def benchmark_steps(

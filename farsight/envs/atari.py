@@ -20,6 +20,7 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 
+from farsight.config import ConfigError
 from farsight.envs.base import FarsightEnv, StateSpec, resize_area
 
 gym.register_envs(ale_py)
@@ -47,7 +48,7 @@ class AtariEnv(FarsightEnv):
     ) -> None:
         if env_id not in gym.registry or not _V5_ID.fullmatch(env_id):
             games = ", ".join(g[4:-3] for g in available_games())
-            raise ValueError(
+            raise ConfigError(
                 f"unknown ALE game id {env_id!r}; use ALE/<Game>-v5 with <Game> in: {games}"
             )
         self.env_id = env_id

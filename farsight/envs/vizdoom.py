@@ -37,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 import vizdoom as vzd
 
+from farsight.config import ConfigError
 from farsight.envs.base import FarsightEnv, StateSpec, resize_area
 
 # Pairs of buttons that cancel each other out; pressing both is a no-op in disguise.
@@ -65,7 +66,7 @@ class VizDoomEnv(FarsightEnv):
 
     def __init__(self, scenario: str, size: int = 64, frame_skip: int = 4) -> None:
         if scenario not in available_scenarios():
-            raise ValueError(
+            raise ConfigError(
                 f"unknown vizdoom scenario {scenario!r}; available: "
                 + ", ".join(available_scenarios())
             )
