@@ -14,6 +14,7 @@ COMMANDS = (
     "farsight.commands.data",
     "farsight.commands.bench",
     "farsight.commands.quickstart",
+    "farsight.commands.play",
 )
 
 # Errors caused by the user's input: shown as one clear line, not a traceback.

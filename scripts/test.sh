@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install_browser.sh  # Debian's chromium for the play-page test
 VENV="${FARSIGHT_VENV:-.venv}"
 echo "==> ruff"
 "$VENV/bin/ruff" check farsight tests

@@ -1,0 +1,93 @@
+"""``farsight play``: play an environment (and, later, a trained world model) in the browser."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from farsight.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "play",
+        help="play an environment live in the browser",
+        description="Serve a page that streams the environment's frames over a websocket and "
+        "plays the keys you press. Each browser tab gets its own environment.",
+    )
+    p.add_argument(
+        "--env", help="env id to play: arena, ALE/<Game>-v5, crafter, vizdoom/<scenario>"
+    )
+    p.add_argument("--size", type=int, default=64, help="frame size of the env (default 64)")
+    p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; anything else exposes the game and the "
+        "recording folder to the network)",
+    )
+    p.add_argument("--fps", type=int, default=20, help="initial steps per second (default 20)")
+    p.add_argument(
+        "--record-dir",
+        default="recordings",
+        help="folder for the page's session recordings (mp4; default ./recordings)",
+    )
+    p.add_argument("--max-sessions", type=int, default=4, help="concurrent players (default 4)")
+    p.set_defaults(func=run)
+
+
+def env_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], str]:
+    """The env factory the server calls once per session, and a title for the page.
+
+    A world model is one more branch here: ``--ckpt`` -> a factory of ``WorldModelEnv``.
+    """
+    if args.env is None:
+        raise UsageError("say what to play: --env ENV_ID (e.g. --env arena)")
+    from farsight.envs import EnvConfig, make_env
+
+    cfg = EnvConfig(id=args.env, size=args.size)
+    # Build one env now so a bad id or a missing game package fails here, in the terminal,
+    # rather than in the browser; it is closed again at once.
+    make_env(cfg).close()
+    return (lambda: make_env(cfg)), f"{args.env} (real environment)"
+
+
+def run(args: argparse.Namespace) -> int:
+    from farsight.play.server import PlayConfig, create_app, serve
+
+    if not 1 <= args.fps <= 60:
+        raise UsageError(f"--fps {args.fps} must be in [1, 60]")
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port {args.port} must be in [0, 65535]")
+    if args.max_sessions < 1:
+        raise UsageError(f"--max-sessions {args.max_sessions} must be at least 1")
+    factory, title = env_factory(args)
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if not loopback:
+        print(
+            f"warning: listening on {args.host}: anyone who can reach this address can play, "
+            f"and write recordings to {Path(args.record_dir).resolve()}",
+            file=sys.stderr,
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = PlayConfig(
+        fps=args.fps,
+        record_dir=Path(args.record_dir),
+        max_sessions=args.max_sessions,
+        loopback_only=loopback,
+        title=title,
+    )
+
+    def ready(url: str) -> None:
+        shown = url.replace("://0.0.0.0:", "://127.0.0.1:")
+        print(f"farsight play: open {shown} in your browser (Ctrl-C to stop)", flush=True)
+
+    try:
+        serve(create_app(factory, cfg), args.host, args.port, on_ready=ready)
+    except OSError as e:
+        raise UsageError(str(e)) from None
+    return 0
