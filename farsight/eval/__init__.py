@@ -1,0 +1,41 @@
+"""Measuring instruments for world-model rollouts (issue #6).
+
+- ``metrics``: PSNR / SSIM / MSE per horizon at full and pooled resolution, latent MSE, Delta-PSNR.
+- ``positions``: arena player- and object-position error, miss, hit and spurious rates.
+- ``stats``: t intervals over seeds, bootstrap intervals over clips, paired differences.
+- ``report``: JSON / CSV / PNG / markdown writers (imports matplotlib; import it explicitly).
+"""
+
+from farsight.eval.metrics import (
+    MetricRow,
+    delta_psnr,
+    downsample,
+    horizons,
+    latent_mse_rows,
+    mse,
+    psnr,
+    psnr_from_mse,
+    rollout_metrics,
+    ssim,
+)
+from farsight.eval.positions import position_metrics, read_entities
+from farsight.eval.stats import Interval, bootstrap_ci, mean_ci, paired_diff_ci
+
+__all__ = [
+    "Interval",
+    "MetricRow",
+    "bootstrap_ci",
+    "delta_psnr",
+    "downsample",
+    "horizons",
+    "latent_mse_rows",
+    "mean_ci",
+    "mse",
+    "paired_diff_ci",
+    "position_metrics",
+    "psnr",
+    "psnr_from_mse",
+    "read_entities",
+    "rollout_metrics",
+    "ssim",
+]
