@@ -1,0 +1,302 @@
+"""Configs of the dynamics model (backbone + multi-frame heads) and of its training objectives.
+
+Kept apart from the modules so that a command can build, override and print a config without
+importing torch. Three dataclasses:
+
+- ``DynamicsConfig``: the causal space-time transformer (sizes, latent geometry, actions) with
+  a nested ``HeadsConfig``: the multi-frame prediction heads and their loss weights.
+- ``ObjectiveConfig``: which objective, the noise parametrisation, weighting, context noise.
+
+Named presets are plain functions (``dynamics_tiny``, ``dynamics_quickstart``, ``dynamics_S``,
+...; ``heads_skip``, ``heads_next_frame``, ...) and are also listed in the recipe books
+``DYNAMICS_SIZES`` and ``HEADS_PRESETS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from farsight.config import ConfigError, RecipeBook
+
+ACTION_MODES = ("sum", "frame")
+AUX_STOPGRAD = ("main", "far", "none")
+AUX_TRUST = ("linear", "uniform")
+OBJECTIVE_KINDS = ("diffusion_forcing", "next_frame", "full_sequence")
+PREDICTIONS = ("v", "x0")
+SCHEDULES = ("linear", "cosine")
+WEIGHTINGS = ("clamped_snr", "min_snr", "uniform")
+TAU_SAMPLINGS = ("uniform", "logit_normal")
+
+
+def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{name}={value!r}; expected one of {', '.join(options)}")
+
+
+@dataclass
+class HeadsConfig:
+    """Multi-frame prediction heads. Head k at position t predicts frame t + k - 1.
+
+    Head 1 (offset 1) is the objective's own denoising head at the end of the trunk; the other
+    offsets are far heads. ``resolutions`` is aligned with ``offsets``, the tuples marked
+    "far" with ``offsets[1:]``. They are read as prefixes (entries past the last head are
+    ignored), so ``heads.offsets=[1]`` alone means next frame only and ``[1,2]`` keeps the
+    first far head's settings. Code reads them through ``head_resolutions``, ``far_depths``
+    and ``far_lambdas``.
+    """
+
+    offsets: tuple[int, ...] = (1, 2, 4, 8)
+    """Frame offsets k, increasing, starting at 1. (1,) = next frame only; (1, 2, 3, 4) =
+    contiguous."""
+    resolutions: tuple[int, ...] = (1, 2, 4, 8)
+    """Per head (aligned with offsets): the target is the clean latent average-pooled by r_k.
+    resolutions[0] must be 1. All ones = every head at full resolution."""
+    action_mode: str = "sum"
+    """How a far head gets its extra actions a_t .. a_{t+k-2}: ``sum`` (order-aware sum of
+    action embeddings plus a head embedding, the post's form) or ``frame`` (DeepSeek-V3 MTP:
+    concat RMSNorm(h) with RMSNorm(embedding of true frame t+k-2 + its action), project)."""
+    branch_layer: int = -1
+    """Trunk block after which far heads branch off: 1..depth, or negative counting from the
+    end (-1 = after the last block, -2 = one block earlier, ...)."""
+    depths: tuple[int, ...] = (1, 1, 1)
+    """Far: space-time blocks each far head runs after branching (0 allowed)."""
+    lambdas: tuple[float, ...] = (0.3, 0.3, 0.3)
+    """Far: loss weight lambda_k of each far head (DeepSeek-V3 MTP used 0.3)."""
+    multires: bool = False
+    """Post, extension 2: each head's loss also covers the coarser pyramid levels of its
+    target (head 1: on its clean estimate)."""
+    pyramid: tuple[int, ...] = (1, 2, 4, 8)
+    """Pooling factors of the per-frame pyramid used by ``multires``."""
+    multires_weight: float = 1.0
+    """Weight of the mean over coarser levels, relative to the head's own-level loss."""
+    aux_weight: float = 0.0
+    """mu: weight of the self-consistency loss (post, extension 1). 0 = off."""
+    aux_stopgrad: str = "main"
+    """Which side of the self-consistency loss is a fixed target: ``main`` (far heads are
+    pulled towards head 1's estimate), ``far`` (head 1 pulled towards the far heads), ``none``
+    (both move)."""
+    aux_trust: str = "linear"
+    """Per-position weight of the aux loss: ``linear`` trusts head 1's clean estimate of a
+    frame by (1 - tau) of that frame (a pure-noise frame's estimate is only a blurry mean);
+    ``uniform`` weights all positions alike."""
+
+    @property
+    def far_offsets(self) -> tuple[int, ...]:
+        return tuple(self.offsets[1:])
+
+    @property
+    def max_offset(self) -> int:
+        return max(self.offsets)
+
+    @property
+    def head_resolutions(self) -> tuple[int, ...]:
+        """r_k of every head, aligned with ``offsets``."""
+        return tuple(self.resolutions[: len(self.offsets)])
+
+    @property
+    def far_depths(self) -> tuple[int, ...]:
+        return tuple(self.depths[: len(self.offsets) - 1])
+
+    @property
+    def far_lambdas(self) -> tuple[float, ...]:
+        return tuple(self.lambdas[: len(self.offsets) - 1])
+
+    def validate(self) -> None:
+        k = self.offsets
+        if not k or k[0] != 1 or any(b <= a for a, b in zip(k, k[1:], strict=False)):
+            raise ConfigError(f"heads.offsets={k}: must start at 1 and increase")
+        if len(self.resolutions) < len(k):
+            raise ConfigError(f"heads.resolutions={self.resolutions} needs an entry per offset {k}")
+        res = self.head_resolutions
+        if res[0] != 1 or any(r < 1 for r in res):
+            raise ConfigError(f"heads.resolutions={self.resolutions}: head 1 is full res (1)")
+        for name in ("depths", "lambdas"):
+            value = getattr(self, name)
+            if len(value) < len(k) - 1:
+                raise ConfigError(
+                    f"heads.{name}={value} needs an entry per far head "
+                    f"(offsets[1:] = {tuple(k[1:])})"
+                )
+        if any(d < 0 for d in self.far_depths):
+            raise ConfigError(f"heads.depths={self.depths}: negative depth")
+        if not self.pyramid or self.pyramid[0] != 1:
+            raise ConfigError(f"heads.pyramid={self.pyramid}: must start at 1")
+        _choice("heads.action_mode", self.action_mode, ACTION_MODES)
+        _choice("heads.aux_stopgrad", self.aux_stopgrad, AUX_STOPGRAD)
+        _choice("heads.aux_trust", self.aux_trust, AUX_TRUST)
+
+
+@dataclass
+class DynamicsConfig:
+    """Causal space-time transformer over latent clips (B, T, C, H, W)."""
+
+    latent_channels: int = 8
+    latent_size: tuple[int, int] = (16, 16)
+    """Latent grid H, W."""
+    num_actions: int = 18
+    """Size of the action space (the training command sets it from the store)."""
+    patch: int = 2
+    """p: a token covers p x p latent cells, N = (H / p) * (W / p) tokens per frame."""
+    depth: int = 6
+    width: int = 256
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    window: int = 16
+    """W: temporal attention sees frames t-W+1 .. t."""
+    qk_norm: bool = True
+    """RMSNorm on queries and keys (stabilises attention logits, costs little)."""
+    ctx_noise_embed: bool = False
+    """Add emb(tau_ctx) to the per-frame conditioning (for context noise augmentation)."""
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        return self.latent_size[0] // self.patch, self.latent_size[1] // self.patch
+
+    def branch_index(self) -> int:
+        """Number of trunk blocks before the far heads branch off (1..depth)."""
+        b = self.heads.branch_layer
+        index = b if b > 0 else self.depth + 1 + b
+        if not 1 <= index <= self.depth:
+            raise ConfigError(
+                f"heads.branch_layer={b}: must be in 1..{self.depth} or -1..-{self.depth}"
+            )
+        return index
+
+    def validate(self) -> None:
+        self.heads.validate()
+        h, w = self.latent_size
+        if h % self.patch or w % self.patch:
+            raise ConfigError(f"latent_size={self.latent_size} not divisible by patch {self.patch}")
+        if self.width % self.num_heads or (self.width // self.num_heads) % 2:
+            raise ConfigError(
+                f"width={self.width} must split into num_heads={self.num_heads} even head widths"
+            )
+        if self.window < 1 or self.depth < 1 or self.num_actions < 1:
+            raise ConfigError("window, depth and num_actions must be >= 1")
+        for r in (*self.heads.head_resolutions, *self.heads.pyramid):
+            if h % r or w % r:
+                raise ConfigError(f"resolution factor {r} does not divide latent {h}x{w}")
+        self.branch_index()
+
+
+@dataclass
+class ObjectiveConfig:
+    """What a denoising objective samples and how it weighs the errors."""
+
+    kind: str = "diffusion_forcing"
+    """diffusion_forcing (tau per frame), next_frame (clean-ish context, last frame noisy),
+    full_sequence (one tau per clip)."""
+    prediction: str = "v"
+    """What head 1 outputs: ``v`` (velocity) or ``x0`` (clean latent)."""
+    schedule: str = "linear"
+    """alpha, sigma of tau: ``linear`` (rectified flow) or ``cosine``."""
+    weighting: str = "clamped_snr"
+    """Per-frame loss weight, as an x0-equivalent weight of the SNR (``diffusion.loss_weight``):
+    ``clamped_snr`` clamp(SNR, snr_floor, gamma), ``min_snr`` min(SNR, gamma) (Hang et al.
+    2023; starves the pure-noise end, where a rollout's first step predicts the motion), or
+    ``uniform`` (plain MSE of v or x0)."""
+    min_snr_gamma: float = 5.0
+    """gamma: cap of the SNR weight (easy low-noise levels count no more than this)."""
+    snr_floor: float = 1.0
+    """clamped_snr only: floor of the SNR weight (Salimans & Ho's truncation at 1)."""
+    tau_sampling: str = "uniform"
+    """How training noise levels are drawn: ``uniform`` or ``logit_normal`` (SD3)."""
+    logit_normal_mean: float = 0.0
+    logit_normal_std: float = 1.0
+    context_tau: float = 0.02
+    """next_frame: the noise level the clean-ish context is actually noised to and labelled
+    with (DFoT used 0.02)."""
+    ctx_noise_max: float = 0.0
+    """Context noise augmentation (DIAMOND, GameNGen): per clip tau_ctx ~ U[0, max]; 0 = off.
+    next_frame: the context is noised to tau_ctx; diffusion_forcing: every frame is noised
+    to at least tau_ctx. Passed to the model as ctx_tau (used if ctx_noise_embed is on)."""
+
+    def validate(self) -> None:
+        _choice("objective.kind", self.kind, OBJECTIVE_KINDS)
+        _choice("objective.prediction", self.prediction, PREDICTIONS)
+        _choice("objective.schedule", self.schedule, SCHEDULES)
+        _choice("objective.weighting", self.weighting, WEIGHTINGS)
+        _choice("objective.tau_sampling", self.tau_sampling, TAU_SAMPLINGS)
+        if not 0.0 <= self.context_tau < 1.0 or not 0.0 <= self.ctx_noise_max <= 1.0:
+            raise ConfigError("objective.context_tau and ctx_noise_max must lie in [0, 1)")
+        if self.kind == "full_sequence" and self.ctx_noise_max > 0:
+            raise ConfigError("objective.ctx_noise_max: full_sequence has no context to noise")
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+DYNAMICS_SIZES = RecipeBook("dynamics size")
+HEADS_PRESETS = RecipeBook("heads")
+
+
+@DYNAMICS_SIZES.register
+def dynamics_tiny() -> DynamicsConfig:
+    """For tests: a few thousand parameters, milliseconds per step."""
+    return DynamicsConfig(
+        latent_channels=4,
+        latent_size=(8, 8),
+        num_actions=5,
+        patch=2,
+        depth=2,
+        width=32,
+        num_heads=2,
+        window=4,
+    )
+
+
+@DYNAMICS_SIZES.register
+def dynamics_quickstart() -> DynamicsConfig:
+    """CPU quickstart: trains in tens of minutes on two cores."""
+    return DynamicsConfig(depth=4, width=192, num_heads=3, window=16)
+
+
+@DYNAMICS_SIZES.register
+def dynamics_S() -> DynamicsConfig:  # noqa: N802 (DiT's size names)
+    return DynamicsConfig(depth=12, width=384, num_heads=6, window=32)
+
+
+@DYNAMICS_SIZES.register
+def dynamics_B() -> DynamicsConfig:  # noqa: N802
+    return DynamicsConfig(depth=12, width=768, num_heads=12, window=32)
+
+
+@DYNAMICS_SIZES.register
+def dynamics_L() -> DynamicsConfig:  # noqa: N802
+    return DynamicsConfig(depth=24, width=1024, num_heads=16, window=32)
+
+
+@HEADS_PRESETS.register
+def heads_skip() -> HeadsConfig:
+    """The post's default: offsets 1, 2, 4, 8 with a resolution cascade."""
+    return HeadsConfig()
+
+
+@HEADS_PRESETS.register
+def heads_next_frame() -> HeadsConfig:
+    """Baseline: head 1 only."""
+    return HeadsConfig(offsets=(1,))
+
+
+@HEADS_PRESETS.register
+def heads_contiguous() -> HeadsConfig:
+    """Offsets 1, 2, 3, 4 (no skips), same cascade."""
+    return HeadsConfig(offsets=(1, 2, 3, 4))
+
+
+@HEADS_PRESETS.register
+def heads_full_res() -> HeadsConfig:
+    """Skips, but every head at full resolution."""
+    return HeadsConfig(resolutions=(1, 1, 1, 1))
+
+
+@HEADS_PRESETS.register
+def heads_frame() -> HeadsConfig:
+    """Ablation: DeepSeek-V3 style frame conditioning instead of the action sum."""
+    return HeadsConfig(action_mode="frame")
+
+
+@HEADS_PRESETS.register
+def heads_post_full() -> HeadsConfig:
+    """Every part of the post: early branch, multi-resolution per frame, aux consistency."""
+    return HeadsConfig(branch_layer=-2, multires=True, aux_weight=0.1)

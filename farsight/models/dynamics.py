@@ -1,0 +1,209 @@
+"""Dynamics backbone: a causal space-time transformer over latent clips, plus its heads.
+
+Input: noisy latents x (B, T, C, H, W), a noise level per frame tau (B, T), and the action
+leading into each frame. Each frame is cut into p x p patches (N tokens of width D); each block
+runs spatial attention (within a frame), temporal attention (per spatial position, causal over
+frames t-W+1 .. t, RoPE on absolute frame indices) and an MLP, all modulated (adaLN-Zero) by the
+per-frame conditioning
+
+    c_t = emb(tau_t) + emb(a_{t-1})  [+ emb(tau_ctx_t) when ctx_noise_embed is on]
+
+with a learned start embedding in place of a_{-1}. Position t therefore sees frames <= t
+only, frame t itself at noise level tau_t.
+
+Head 1 (the denoising head) is the final layer after the last block; its output is whatever
+the objective trains it for (v or x0). The far heads (``heads.py``) branch after block L_b.
+
+Two entry points:
+    forward(x, tau, actions, clean=...)   training: whole clip, head 1 + far heads
+    trunk(x, tau, actions_in, cache=...)   rollout: head 1 only; with a KVCache, frames may
+                                           come one (or a few) at a time, same outputs.
+
+Dimension legend:
+    B batch, T frames in this call, Ta action frames, N tokens per frame (gh * gw),
+    H W latent grid, C latent channels, p patch, D width, L_b branch block, W window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from farsight.dynamics_config import DynamicsConfig
+from farsight.models.heads import MultiFrameHeads
+from farsight.models.layers import (
+    FinalLayer,
+    FrameKVRing,
+    NoiseLevelEmbed,
+    PatchEmbed,
+    SpaceTimeBlock,
+    init_weights,
+    sincos_2d,
+    unpatchify,
+)
+
+
+def actions_into_frames(actions: Tensor, start: int) -> Tensor:
+    """a_t (taken after frame t) -> the action leading into frame t, a_{t-1}; ``start`` for
+    frame 0. (B, T) -> (B, T)."""
+    first = torch.full_like(actions[:, :1], start)
+    return torch.cat([first, actions[:, :-1]], dim=1)
+
+
+class KVCache:
+    """Temporal keys and values of the last W committed frames, one ring per block.
+
+    A frame's entries are written when it is processed with ``commit=True`` (e.g. once it is
+    final, at its context noise level); calls with ``commit=False`` (denoising steps of the
+    frame being generated) only read. Reads only see frames before the first frame of the
+    call, so re-processing a committed frame index starts from its past, not from itself.
+    (A new frame needs only W - 1 past frames; the W-th slot lets a committed frame be
+    re-processed with its full window.)
+    """
+
+    def __init__(self, depth: int, window: int):
+        self.window = window
+        self.rings = [FrameKVRing(window) for _ in range(depth)]
+
+    def reset(self) -> None:
+        for ring in self.rings:
+            ring.keys = ring.values = ring.frames = None
+
+    @property
+    def next_frame(self) -> int:
+        """One past the newest committed frame (0 when empty)."""
+        frames = self.rings[0].frames if self.rings else None
+        return 0 if frames is None else int(frames.max()) + 1
+
+
+@dataclass
+class TrunkOutput:
+    main: Tensor
+    """Head 1: (B, T, C, H, W)."""
+    cond: Tensor
+    """Per-frame conditioning c_t (B, T, D)."""
+    branch: Tensor | None = None
+    """Hidden state after block L_b (B, T, N, D), when asked for."""
+
+
+@dataclass
+class DynamicsOutput:
+    main: Tensor
+    """Head 1 at every position: (B, T, C, H, W)."""
+    far: dict[int, Tensor] = field(default_factory=dict)
+    """Far head k: (B, T, C, H / r_k, W / r_k), position t predicting frame t + k - 1."""
+
+
+class DynamicsModel(nn.Module):
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        d, p, c = cfg.width, cfg.patch, cfg.latent_channels
+        self.grid = cfg.token_grid
+        self.branch_index = cfg.branch_index()
+        self.input_embed = PatchEmbed(c, p, d)
+        self.register_buffer("pos_embed", sincos_2d(self.grid, d), persistent=False)
+        self.noise_embed = NoiseLevelEmbed(d)
+        self.action_embed = nn.Embedding(cfg.num_actions + 1, d)  # last row: clip start
+        self.ctx_noise_embed = NoiseLevelEmbed(d) if cfg.ctx_noise_embed else None
+        self.blocks = nn.ModuleList(
+            SpaceTimeBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.window, cfg.qk_norm)
+            for _ in range(cfg.depth)
+        )
+        self.final = FinalLayer(d, p * p * c)
+        self.heads = MultiFrameHeads(cfg) if cfg.heads.far_offsets else None
+        init_weights(self)
+
+    @property
+    def start_action(self) -> int:
+        """Index standing in for the action leading into the first frame of a clip."""
+        return self.cfg.num_actions
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.cfg.depth, self.cfg.window)
+
+    def embed(self, latents: Tensor) -> Tensor:
+        """(B, T, C, H, W) -> tokens (B, T, N, D) with spatial positions."""
+        tokens = self.input_embed(latents)
+        return tokens + self.pos_embed.to(tokens.dtype)
+
+    def condition(self, tau: Tensor, actions_in: Tensor, ctx_tau: Tensor | None) -> Tensor:
+        """c_t (B, T, D) from tau (B, T), the actions leading into the frames (B, T), and
+        optionally the context noise level (B, T)."""
+        cond = self.noise_embed(tau) + self.action_embed(actions_in)
+        if self.ctx_noise_embed is not None:
+            cond = cond + self.ctx_noise_embed(tau.new_zeros(()) if ctx_tau is None else ctx_tau)
+        return cond
+
+    def trunk(
+        self,
+        x: Tensor,
+        tau: Tensor,
+        actions_in: Tensor,
+        *,
+        ctx_tau: Tensor | None = None,
+        start_frame: int = 0,
+        cache: KVCache | None = None,
+        commit: bool = False,
+        keep_branch: bool = False,
+    ) -> TrunkOutput:
+        """Run the trunk and head 1.
+
+        x (B, T, C, H, W) frames ``start_frame .. start_frame + T - 1`` at noise levels tau
+        (B, T); actions_in (B, T): the action leading into each frame (``start_action`` for
+        the first frame of an episode or clip). With ``cache``, the frames also attend to the
+        cache's committed earlier frames, and are committed to it only if ``commit`` (pass it
+        once a frame is final, not on every denoising step).
+        """
+        cond = self.condition(tau, actions_in, ctx_tau)
+        frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
+        h = self.embed(x)
+        branch = None
+        for i, block in enumerate(self.blocks):
+            ring = cache.rings[i] if cache is not None else None
+            h = block(h, cond, frames, ring, commit)
+            if keep_branch and i + 1 == self.branch_index:
+                branch = h
+        main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
+        return TrunkOutput(main=main, cond=cond, branch=branch)
+
+    def forward(
+        self,
+        x: Tensor,
+        tau: Tensor,
+        actions: Tensor,
+        *,
+        clean: Tensor | None = None,
+        ctx_tau: Tensor | None = None,
+        heads: bool = True,
+    ) -> DynamicsOutput:
+        """Training forward over whole clips.
+
+        x (B, T, C, H, W) noisy input frames, tau (B, T); actions (B, Ta >= T) with a_t taken
+        after frame t (the far heads read a_t .. a_{t+k-2}, so Ta reaches past the input
+        frames when the clip carries extra target frames); clean (B, Tf, C, H, W) the clean
+        latents, needed by ``frame`` action mode only; ctx_tau (B, T) context noise level.
+        """
+        t = x.shape[1]
+        actions_in = actions_into_frames(actions[:, :t], self.start_action)
+        use_heads = heads and self.heads is not None
+        out = self.trunk(x, tau, actions_in, ctx_tau=ctx_tau, keep_branch=use_heads)
+        far = {}
+        if use_heads:
+            frame_tokens = None
+            if self.heads.frame_mode:
+                if clean is None:
+                    raise ValueError("action_mode 'frame' needs clean=... (the clean latents)")
+                # Head k at position t reads frame t + k - 2 <= T + K_max - 3.
+                frame_tokens = self.embed(clean[:, : t + self.cfg.heads.max_offset - 2])
+            far = self.heads(out.branch, out.cond, actions, frame_tokens)
+        return DynamicsOutput(main=out.main, far=far)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every head's loss reaches: embeddings and the blocks before the branch."""
+        shared = [self.input_embed, self.noise_embed, self.action_embed, self.ctx_noise_embed]
+        shared += list(self.blocks[: self.branch_index])
+        return [p for m in shared if m is not None for p in m.parameters()]

@@ -1,0 +1,316 @@
+"""Losses shared by the denoising objectives: head 1, the far heads, the pyramid, the aux loss.
+
+An objective decides the noise levels (that is all that differs between diffusion forcing,
+next-frame and full-sequence diffusion); ``DenoisingObjective.terms`` then noises the input
+frames, runs the model and computes
+
+    L = L_1 + sum_k lambda_k L_k + mu L_aux
+
+    L_1    head 1 at the positions the objective trains: SNR-weighted MSE of v or x0 (+ with
+           ``multires``, MSE of its clean estimate on the coarser pyramid levels)
+    L_k    far head k at position t vs the clean latent of frame t + k - 1 pooled by r_k
+           (+ with ``multires``, the coarser pyramid levels of the same frame)
+    L_aux  far head k at position t vs head 1's clean estimate of frame t + k - 1 made at
+           position t + k - 1, pooled to r_k (post, extension 1); mean over far heads
+
+Batch keys: ``latents`` (B, Tt, C, H, W) clean, scaled; ``actions`` (B, Tt) int64, a_t taken
+after frame t; optional ``input_frames`` (int: how many leading frames the model sees,
+default Tt - (K_max - 1): the rest are target-only) and ``valid`` (B, Tt) bool (padding).
+A target past the clip end (or on an invalid frame) is masked out of its head's loss.
+
+Dimension legend: B batch, Tt clip frames incl. extra targets, T input frames, C H W latent,
+k offset, r resolution factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from farsight import diffusion
+from farsight.config import ConfigError
+from farsight.dynamics_config import HeadsConfig, ObjectiveConfig
+from farsight.models.layers import pool_latents
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model under a DDP / compile wrapper (for its config and parameter groups)."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def input_frames(batch: dict, max_offset: int) -> int:
+    """Frames the model sees: ``batch['input_frames']`` or all but the K_max - 1 extra ones."""
+    total = batch["latents"].shape[1]
+    n = int(batch.get("input_frames", total - (max_offset - 1)))
+    if not 1 <= n <= total:
+        raise ValueError(
+            f"clip of {total} frames cannot feed {n} input frames (heads reach {max_offset - 1} "
+            "frames past the input: give the clip extra target frames or set input_frames)"
+        )
+    return n
+
+
+@dataclass
+class HeadTarget:
+    offset: int
+    resolution: int
+    target: Tensor
+    """(B, T, C, H / r, W / r): at position t, clean frame t + k - 1 pooled by r."""
+    mask: Tensor
+    """(B, T) bool: the target frame exists (inside the clip, and valid)."""
+
+
+def head_targets(
+    clean: Tensor,
+    offsets: tuple[int, ...],
+    resolutions: tuple[int, ...],
+    num_inputs: int,
+    valid: Tensor | None = None,
+) -> list[HeadTarget]:
+    """The target of every head at every input position, with its mask."""
+    b, total = clean.shape[:2]
+    positions = torch.arange(num_inputs, device=clean.device)
+    out = []
+    for k, r in zip(offsets, resolutions, strict=True):
+        frame = positions + k - 1
+        inside = frame < total
+        frame = frame.clamp(max=total - 1)
+        mask = inside.unsqueeze(0).expand(b, -1)
+        if valid is not None:
+            mask = mask & valid[:, frame]
+        out.append(HeadTarget(k, r, pool_latents(clean[:, frame], r), mask))
+    return out
+
+
+def frame_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """(B, T, C, h, w) -> (B, T) mean squared error per frame, in fp32."""
+    return (pred.float() - target.float()).pow(2).flatten(2).mean(-1)
+
+
+def masked_mean(per_frame: Tensor, mask: Tensor) -> Tensor:
+    """Mean of (B, T) over the masked positions (0 when none)."""
+    mask = mask.to(per_frame.dtype)
+    return (per_frame * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def coarser_levels(resolution: int, pyramid: tuple[int, ...]) -> list[int]:
+    """Pooling factors, relative to a head's own resolution, of the pyramid levels below it."""
+    return [lvl // resolution for lvl in pyramid if lvl > resolution and lvl % resolution == 0]
+
+
+def pyramid_mse(pred: Tensor, target: Tensor, factors: list[int]) -> Tensor:
+    """(B, T): mean over the given coarser levels of the per-frame MSE after pooling both."""
+    if not factors:
+        return pred.new_zeros(pred.shape[:2], dtype=torch.float32)
+    levels = [frame_mse(pool_latents(pred, f), pool_latents(target, f)) for f in factors]
+    return torch.stack(levels).mean(0)
+
+
+def aux_consistency(
+    far_pred: Tensor,
+    main_x0: Tensor,
+    offset: int,
+    resolution: int,
+    main_mask: Tensor,
+    trust: Tensor,
+    stopgrad: str,
+) -> Tensor:
+    """Self-consistency of far head k with head 1 (post, extension 1).
+
+    far_pred (B, T, C, H/r, W/r): head k at position t, a guess of frame t + k - 1.
+    main_x0 (B, T, C, H, W): head 1's clean estimate of frame s made at position s.
+    main_mask (B, T): positions where head 1's estimate is trained (others are not compared).
+    trust (B, T): per-position weight of head 1's estimate.
+    stopgrad: ``main`` (head 1's side is a fixed target), ``far`` or ``none``.
+    """
+    t = far_pred.shape[1]
+    span = t - (offset - 1)  # positions t whose frame t + k - 1 is also an input frame
+    if span <= 0:
+        return far_pred.float().sum() * 0.0
+    far = far_pred[:, :span]
+    main = pool_latents(main_x0[:, offset - 1 :], resolution)
+    if stopgrad == "main":
+        main = main.detach()
+    elif stopgrad == "far":
+        far = far.detach()
+    per_frame = frame_mse(far, main) * trust[:, offset - 1 :]
+    return masked_mean(per_frame, main_mask[:, offset - 1 :])
+
+
+@dataclass
+class NoiseLevels:
+    """What an objective decides for one batch."""
+
+    tau: Tensor
+    """(B, T) noise level of every input frame."""
+    main_mask: Tensor
+    """(B, T) bool: positions where head 1's denoising loss is taken."""
+    ctx_tau: Tensor | None = None
+    """(B, T) context noise level (context noise augmentation), or None."""
+
+
+@dataclass
+class LossTerms:
+    """Named scalar losses (with their graphs) and their weights in the total."""
+
+    values: dict[str, Tensor]
+    weights: dict[str, float]
+    diagnostics: dict[str, Tensor] = field(default_factory=dict)
+
+    def total(self) -> Tensor:
+        return sum(self.weights[name] * value for name, value in self.values.items())
+
+    def logs(self) -> dict[str, Tensor]:
+        """Detached 0-dim tensors (``.item()`` them when logging: no sync per step)."""
+        logs = {f"loss/{name}": value.detach() for name, value in self.values.items()}
+        logs["loss/total"] = self.total().detach()
+        logs.update({name: value.detach() for name, value in self.diagnostics.items()})
+        return logs
+
+    @property
+    def head_names(self) -> list[str]:
+        return [name for name in self.values if name != "aux"]
+
+
+class DenoisingObjective:
+    """Base of the diffusion objectives: ``loss, logs = objective(model, batch)``.
+
+    Subclasses implement ``noise_levels``. Randomness (tau, noise) comes from ``generator``
+    when given, else from torch's global generator, so seeding either makes a run repeatable.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, cfg: ObjectiveConfig | None = None):
+        self.cfg = cfg or ObjectiveConfig(kind=self.kind)
+        self.cfg.validate()
+        if self.cfg.kind != self.kind:
+            raise ConfigError(f"{type(self).__name__} given objective.kind={self.cfg.kind!r}")
+
+    def noise_levels(
+        self, batch_size: int, frames: int, device: torch.device, generator
+    ) -> NoiseLevels:
+        raise NotImplementedError
+
+    def sample_tau(self, shape: tuple[int, ...], device, generator) -> Tensor:
+        c = self.cfg
+        return diffusion.sample_tau(
+            shape,
+            c.tau_sampling,
+            generator=generator,
+            device=device,
+            mean=c.logit_normal_mean,
+            std=c.logit_normal_std,
+        )
+
+    def sample_ctx_tau(self, batch_size: int, frames: int, device, generator) -> Tensor | None:
+        """Context noise augmentation: one level per clip, U[0, ctx_noise_max), or None."""
+        if self.cfg.ctx_noise_max <= 0:
+            return None
+        level = torch.rand((batch_size, 1), generator=generator, device=device)
+        return (level * self.cfg.ctx_noise_max).expand(-1, frames)
+
+    def __call__(
+        self, model: nn.Module, batch: dict, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        terms = self.terms(model, batch, generator)
+        return terms.total(), terms.logs()
+
+    def terms(
+        self, model: nn.Module, batch: dict, generator: torch.Generator | None = None
+    ) -> LossTerms:
+        c = self.cfg
+        heads: HeadsConfig = unwrap(model).cfg.heads
+        clean, actions = batch["latents"], batch["actions"]
+        valid = batch.get("valid")
+        n_in = input_frames(batch, heads.max_offset)
+        x0 = clean[:, :n_in]
+        levels = self.noise_levels(x0.shape[0], n_in, x0.device, generator)
+        tau, main_mask = levels.tau, levels.main_mask
+        if valid is not None:
+            main_mask = main_mask & valid[:, :n_in]
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x = diffusion.add_noise(x0, eps, tau, c.schedule)
+
+        out = model(x, tau, actions, clean=clean, ctx_tau=levels.ctx_tau)
+
+        target = diffusion.prediction_target(x0, eps, tau, c.prediction, c.schedule)
+        weight = diffusion.loss_weight(
+            tau, c.prediction, c.schedule, c.weighting, c.min_snr_gamma, c.snr_floor
+        )
+        main = masked_mean(frame_mse(out.main, target) * weight, main_mask)
+        values = {"main": main}
+        diagnostics = {"tau/mean": masked_mean(tau, main_mask)}
+        need_x0 = heads.multires or (heads.aux_weight > 0 and bool(out.far))
+        main_x0 = (
+            diffusion.predicted_x0(out.main.float(), x, tau, c.prediction, c.schedule)
+            if need_x0
+            else None
+        )
+        if heads.multires:
+            coarse = masked_mean(
+                pyramid_mse(main_x0, x0, coarser_levels(1, heads.pyramid)), main_mask
+            )
+            values["main"] = main + heads.multires_weight * coarse
+            diagnostics["loss/main_denoise"] = main
+            diagnostics["loss/main_coarse"] = coarse
+
+        weights = {"main": 1.0}
+        far_res = heads.head_resolutions[1:]
+        targets = head_targets(clean, heads.far_offsets, far_res, n_in, valid)
+        aux = []
+        trust = 1.0 - tau if heads.aux_trust == "linear" else torch.ones_like(tau)
+        for head, lam in zip(targets, heads.far_lambdas, strict=True):
+            k, pred = head.offset, out.far[head.offset]
+            per_frame = frame_mse(pred, head.target)
+            if heads.multires:
+                factors = coarser_levels(head.resolution, heads.pyramid)
+                per_frame = per_frame + heads.multires_weight * pyramid_mse(
+                    pred, head.target, factors
+                )
+            values[f"head{k}"] = masked_mean(per_frame, head.mask)
+            weights[f"head{k}"] = lam
+            if heads.aux_weight > 0:
+                term = aux_consistency(
+                    pred, main_x0, k, head.resolution, main_mask, trust, heads.aux_stopgrad
+                )
+                diagnostics[f"loss/aux{k}"] = term
+                aux.append(term)
+            diagnostics[f"mask/head{k}"] = head.mask.float().mean()
+        if aux:
+            values["aux"] = torch.stack(aux).mean()
+            weights["aux"] = heads.aux_weight
+        return LossTerms(values, weights, diagnostics)
+
+
+def head_gradient_cosines(model: nn.Module, terms: LossTerms) -> dict[str, Tensor]:
+    """Cosine between the gradients of each pair of head losses on the shared trunk
+    (embeddings and blocks before the branch), and each gradient's norm.
+
+    Costs one backward pass per head: run it every few hundred steps, on the unwrapped model
+    (not under DDP), before ``terms.total().backward()`` (it keeps the graph).
+    Keys: ``grad_cos/<a>~<b>`` and ``grad_norm/<a>`` with a, b in main, head2, ..., aux.
+    """
+    params = [p for p in unwrap(model).shared_parameters() if p.requires_grad]
+    flat = {}
+    for name, value in terms.values.items():
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        flat[name] = torch.cat(
+            [
+                (g if g is not None else torch.zeros_like(p)).float().flatten()
+                for g, p in zip(grads, params, strict=True)
+            ]
+        )
+    out = {f"grad_norm/{name}": g.norm() for name, g in flat.items()}
+    names = list(flat)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            out[f"grad_cos/{a}~{b}"] = torch.nn.functional.cosine_similarity(
+                flat[a], flat[b], dim=0, eps=1e-12
+            )
+    return out

@@ -1,0 +1,258 @@
+"""The dynamics backbone: shapes, causality of every head, sliding window, KV cache, configs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from farsight.config import ConfigError, apply_overrides
+from farsight.dynamics_config import (
+    DYNAMICS_SIZES,
+    HEADS_PRESETS,
+    DynamicsConfig,
+    HeadsConfig,
+    dynamics_quickstart,
+    dynamics_tiny,
+)
+from farsight.models.dynamics import DynamicsModel, actions_into_frames
+
+B, T, EXTRA = 2, 7, 7
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run thousands of small ops: one thread is faster, and it does not stall on
+    OpenMP barriers when other processes hold the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_model(seed: int = 0, heads: HeadsConfig | None = None, **sizes) -> DynamicsModel:
+    """A tiny model with every parameter perturbed: at DiT's init the adaLN-Zero gates and the
+    output layers are zero, so every output is 0 and no dependence could be seen."""
+    cfg = dynamics_tiny()
+    cfg = dataclasses.replace(cfg, heads=heads or HeadsConfig(), **sizes)
+    torch.manual_seed(seed)
+    model = DynamicsModel(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return model.eval()
+
+
+def make_inputs(model: DynamicsModel, t: int = T, extra: int = EXTRA, seed: int = 1):
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randn(B, t + extra, cfg.latent_channels, *cfg.latent_size, generator=g)
+    x = torch.randn(B, t, cfg.latent_channels, *cfg.latent_size, generator=g)
+    tau = torch.rand(B, t, generator=g)
+    actions = torch.randint(0, cfg.num_actions, (B, t + extra), generator=g)
+    return x, tau, actions, clean
+
+
+def test_output_shapes_follow_the_cascade():
+    model = make_model()
+    x, tau, actions, clean = make_inputs(model)
+    out = model(x, tau, actions)
+    assert out.main.shape == x.shape
+    assert {k: tuple(v.shape) for k, v in out.far.items()} == {
+        2: (B, T, 4, 4, 4),
+        4: (B, T, 4, 2, 2),
+        8: (B, T, 4, 1, 1),
+    }
+    full_res = make_model(heads=HEADS_PRESETS.get("heads_full_res"))
+    assert all(v.shape == x.shape for v in full_res(x, tau, actions).far.values())
+    assert make_model(heads=HEADS_PRESETS.get("heads_next_frame"))(x, tau, actions).far == {}
+
+
+def test_action_shift_puts_start_token_first():
+    actions = torch.tensor([[3, 1, 4, 1]])
+    assert actions_into_frames(actions, 9).tolist() == [[9, 3, 1, 4]]
+
+
+def _changed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, T, ...) -> (T,) bool: did position t change anywhere in the batch."""
+    return ((a - b).abs().flatten(2).amax(-1) > 1e-6).any(0)
+
+
+@pytest.mark.parametrize("action_mode", ["sum", "frame"])
+@pytest.mark.parametrize("branch_layer", [-1, 1])
+def test_no_position_sees_later_frames(action_mode, branch_layer):
+    heads = HeadsConfig(action_mode=action_mode, branch_layer=branch_layer, depths=(1, 2, 0))
+    model = make_model(heads=heads)
+    x, tau, actions, clean = make_inputs(model)
+    with torch.no_grad():
+        base = model(x, tau, actions, clean=clean)
+        for cut in (0, 3, T - 2):
+            # Frames > cut: their noisy input, noise level, and the actions leading into them.
+            x2, tau2, actions2 = x.clone(), tau.clone(), actions.clone()
+            x2[:, cut + 1 :] += torch.randn_like(x2[:, cut + 1 :])
+            tau2[:, cut + 1 :] = torch.rand_like(tau2[:, cut + 1 :])
+            actions2[:, cut:] = (actions2[:, cut:] + 1) % model.cfg.num_actions
+            main = model(x2, tau2, actions2[:, :T], clean=clean, heads=False).main
+            changed = _changed(main, base.main)
+            assert not changed[: cut + 1].any(), f"head 1 at <= {cut} saw a later frame"
+            assert changed[cut + 1 :].all(), "perturbation had no effect: test is vacuous"
+
+            far = model(x2, tau2, actions, clean=clean).far
+            for k, pred in far.items():
+                changed = _changed(pred, base.far[k])
+                assert not changed[: cut + 1].any(), f"head {k} at <= {cut} saw a later frame"
+                assert changed[cut + 1 :].any()
+
+
+def test_far_heads_read_exactly_their_actions_and_frames():
+    """sum: head k at t reads a_t .. a_{t+k-2}; frame: true frame t+k-2 and a_{t+k-2}; nothing
+    later (in frame mode the true frame t+k-2 may lie past t: teacher forcing, as in MTP)."""
+    t = 2
+    for mode in ("sum", "frame"):
+        model = make_model(heads=HeadsConfig(action_mode=mode))
+        x, tau, actions, clean = make_inputs(model)
+        with torch.no_grad():
+            base = model(x, tau, actions, clean=clean).far
+            for k in (2, 4, 8):
+                last = t + k - 2  # last action (and, in frame mode, frame) head k at t reads
+                later_a, later_c = actions.clone(), clean.clone()
+                later_a[:, last + 1 :] = (later_a[:, last + 1 :] + 1) % model.cfg.num_actions
+                later_c[:, last + 1 :] += 1.0
+                pred = model(x, tau, later_a, clean=later_c).far[k]
+                assert not _changed(pred, base[k])[: t + 1].any(), (mode, k)
+
+                used_a = actions.clone()
+                used_a[:, last] = (used_a[:, last] + 1) % model.cfg.num_actions
+                pred = model(x, tau, used_a, clean=clean).far[k]
+                assert _changed(pred, base[k])[t], f"{mode} head {k} ignores a_(t+k-2)"
+                if mode == "frame":
+                    used_c = clean.clone()
+                    used_c[:, last] += 1.0
+                    pred = model(x, tau, actions, clean=used_c).far[k]
+                    assert _changed(pred, base[k])[t], f"frame head {k} ignores frame t+k-2"
+
+
+def test_sliding_window_limits_the_receptive_field():
+    # Two blocks of window 2: frame 0 reaches position 1 in block 1 and position 2 in block 2.
+    model = make_model(heads=HeadsConfig(offsets=(1,)))
+    model.cfg.window = 2
+    for block in model.blocks:
+        block.time.window = 2
+    x, tau, actions, _ = make_inputs(model)
+    ain = actions_into_frames(actions[:, :T], model.start_action)
+    with torch.no_grad():
+        base = model.trunk(x, tau, ain).main
+        x2 = x.clone()
+        x2[:, 0] += 1.0
+        changed = _changed(model.trunk(x2, tau, ain).main, base)
+    assert changed[:3].all() and not changed[3:].any()
+
+
+@pytest.mark.parametrize("chunks", [[1] * 9, [2, 3, 1, 3], [9]])
+def test_cached_rollout_equals_full_clip(chunks):
+    """Frames fed a few at a time through the KV cache give the full-clip outputs, with the
+    window (3) shorter than the clip, ring slots wrapping, and absolute frame indices > 0."""
+    model = make_model(window=3)
+    t, start = sum(chunks), 11
+    x, tau, actions, _ = make_inputs(model, t=t)
+    ain = actions_into_frames(actions[:, :t], model.start_action)
+    with torch.no_grad():
+        full = model.trunk(x, tau, ain, start_frame=start).main
+        cache = model.new_cache()
+        outs, pos = [], 0
+        for n in chunks:
+            s = slice(pos, pos + n)
+            # A denoising step that is not committed must leave the cache alone.
+            noisier = x[:, s] * 3
+            model.trunk(
+                noisier, tau[:, s], ain[:, s], start_frame=start + pos, cache=cache, commit=False
+            )
+            outs.append(
+                model.trunk(
+                    x[:, s], tau[:, s], ain[:, s], start_frame=start + pos, cache=cache, commit=True
+                ).main
+            )
+            pos += n
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
+    assert cache.next_frame == start + t
+    assert all(ring.keys.shape[2] == 3 for ring in cache.rings)  # the last W frames kept
+
+
+def test_cache_reads_only_frames_before_the_call():
+    """Re-running a committed frame (another denoising step) sees its past, not itself."""
+    model = make_model(window=4)
+    x, tau, actions, _ = make_inputs(model, t=4)
+    ain = actions_into_frames(actions[:, :4], model.start_action)
+    with torch.no_grad():
+        full = model.trunk(x, tau, ain).main
+        cache = model.new_cache()
+        model.trunk(x, tau, ain, cache=cache, commit=True)
+        again = model.trunk(
+            x[:, 3:], tau[:, 3:], ain[:, 3:], start_frame=3, cache=cache, commit=False
+        )
+    torch.testing.assert_close(again.main, full[:, 3:], atol=1e-5, rtol=1e-5)
+
+
+def test_input_embedding_is_replaceable_by_tokens():
+    """MaskGIT reuses the trunk with discrete tokens: any module giving (B, T, N, D) fits."""
+    model = make_model()
+    grid, d = model.grid, model.cfg.width
+
+    class TokenEmbed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = nn.Embedding(16, d)
+
+        def forward(self, tokens):  # (B, T, gh, gw) int -> (B, T, N, D)
+            return self.table(tokens.flatten(2))
+
+    model.input_embed = TokenEmbed()
+    tokens = torch.randint(0, 16, (B, T, *grid))
+    _, tau, actions, _ = make_inputs(model)
+    out = model.trunk(tokens, tau, actions_into_frames(actions[:, :T], model.start_action))
+    assert out.main.shape == (B, T, 4, 8, 8)
+
+
+def test_bf16_autocast_runs():
+    model = make_model()
+    x, tau, actions, clean = make_inputs(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, tau, actions, clean=clean)
+    assert torch.isfinite(out.main.float()).all()
+    assert all(torch.isfinite(v.float()).all() for v in out.far.values())
+
+
+def test_presets_validate_and_quickstart_is_small():
+    for name in DYNAMICS_SIZES.names():
+        DYNAMICS_SIZES.get(name).validate()
+    for name in HEADS_PRESETS.names():
+        DynamicsConfig(heads=HEADS_PRESETS.get(name)).validate()
+    n = sum(p.numel() for p in DynamicsModel(dynamics_quickstart()).parameters())
+    assert 1e6 < n < 20e6
+
+
+def test_bad_configs_name_the_key():
+    with pytest.raises(ConfigError, match="heads.resolutions"):
+        apply_overrides(DynamicsConfig(), ["heads.offsets=[1,2,4,8,16]"]).validate()
+    with pytest.raises(ConfigError, match="heads.depths"):
+        apply_overrides(
+            DynamicsConfig(), ["heads.offsets=[1,2,4,8,16]", "heads.resolutions=[1,2,4,8,8]"]
+        ).validate()
+    with pytest.raises(ConfigError, match="heads.offsets"):
+        apply_overrides(DynamicsConfig(), ["heads.offsets=[2,4]"]).validate()
+    with pytest.raises(ConfigError, match="branch_layer"):
+        apply_overrides(DynamicsConfig(), ["heads.branch_layer=9"]).validate()
+    with pytest.raises(ConfigError, match="action_mode"):
+        apply_overrides(DynamicsConfig(), ["heads.action_mode=concat"]).validate()
+    ok = apply_overrides(
+        DynamicsConfig(), ["heads.offsets=[1,2,3,4]", "heads.branch_layer=-3", "depth=4"]
+    )
+    ok.validate()
+    assert ok.branch_index() == 2
+    # Aligned tuples are prefixes: offsets alone switch heads off (or keep the first ones).
+    short = apply_overrides(DynamicsConfig(), ["heads.offsets=[1,2]"])
+    short.validate()
+    assert short.heads.head_resolutions == (1, 2) and short.heads.far_lambdas == (0.3,)
+    assert DynamicsModel(apply_overrides(dynamics_tiny(), ["heads.offsets=[1]"])).heads is None

@@ -1,0 +1,256 @@
+"""Diffusion maths and the denoising objectives: noise levels, determinism, overfitting."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from farsight import diffusion
+from farsight.config import ConfigError
+from farsight.dynamics_config import HeadsConfig, ObjectiveConfig, dynamics_tiny
+from farsight.models.dynamics import DynamicsModel
+from farsight.models.layers import pool_latents
+from farsight.objectives import DYNAMICS_OBJECTIVES, make_objective
+from farsight.objectives.diffusion_forcing import DiffusionForcing
+
+KINDS = sorted(DYNAMICS_OBJECTIVES)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run thousands of small ops: one thread is faster, and it does not stall on
+    OpenMP barriers when other processes hold the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(heads: HeadsConfig | None = None, seed: int = 0, **sizes) -> DynamicsModel:
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(dynamics_tiny(), heads=heads or HeadsConfig(), **sizes)
+    return DynamicsModel(cfg)
+
+
+def make_batch(model: DynamicsModel, t: int = 6, seed: int = 0) -> dict:
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(seed)
+    total = t + cfg.heads.max_offset - 1
+    return {
+        "latents": torch.randn(2, total, cfg.latent_channels, *cfg.latent_size, generator=g),
+        "actions": torch.randint(0, cfg.num_actions, (2, total), generator=g),
+    }
+
+
+# --- diffusion maths ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_noise_parametrisation_inverts_exactly(schedule):
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 2, 5, 3, 3, 3, generator=g).double()
+    tau = torch.rand(2, 5, generator=g).double()
+    tau[0, 0], tau[0, 1] = 0.0, 1.0
+    x = diffusion.add_noise(x0, eps, tau, schedule)
+    v = diffusion.velocity(x0, eps, tau, schedule)
+    torch.testing.assert_close(diffusion.x0_from_v(x, v, tau, schedule), x0)
+    torch.testing.assert_close(diffusion.eps_from_v(x, v, tau, schedule), eps)
+    torch.testing.assert_close(diffusion.predicted_x0(v, x, tau, "v", schedule), x0)
+    inner = tau > 0.01
+    v_back = diffusion.v_from_x0(x, x0, tau, schedule)
+    torch.testing.assert_close(v_back[inner], v[inner])
+    torch.testing.assert_close(x[0, 0], x0[0, 0])  # tau 0: clean
+    torch.testing.assert_close(x[0, 1], eps[0, 1], atol=1e-12, rtol=0)  # tau 1: pure noise
+    if schedule == "linear":
+        torch.testing.assert_close(v, eps - x0)  # the rectified-flow velocity
+
+
+def test_snr_weights():
+    tau = torch.linspace(0, 1, 101)
+    for schedule in ("linear", "cosine"):
+        for prediction in ("v", "x0"):
+            for weighting in ("min_snr", "clamped_snr"):
+                w = diffusion.loss_weight(tau, prediction, schedule, weighting, 5.0)
+                assert torch.isfinite(w).all() and (w >= 0).all()
+        # clamped_snr keeps the pure-noise end at a plain x0 loss; min_snr drops it.
+        assert diffusion.loss_weight(tau, "v", schedule, "clamped_snr")[-1] == pytest.approx(1)
+        assert diffusion.loss_weight(tau, "v", schedule, "min_snr")[-1] == pytest.approx(0)
+    # Cosine + v: Hang et al.'s min(SNR, gamma) / (SNR + 1).
+    tau = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+    snr = diffusion.log_snr(tau, "cosine", eps=0).exp()
+    expected = torch.minimum(snr, torch.full_like(snr, 5.0)) / (snr + 1)
+    torch.testing.assert_close(diffusion.loss_weight(tau, "v", "cosine", "min_snr", 5.0), expected)
+    snr = diffusion.log_snr(tau, eps=0).exp()
+    x0_weight = diffusion.loss_weight(tau, "x0", "linear", "min_snr", 5.0)
+    torch.testing.assert_close(x0_weight, snr.clamp(max=5.0))
+    x0_weight = diffusion.loss_weight(tau, "x0", "linear", "clamped_snr", 5.0, 1.0)
+    torch.testing.assert_close(x0_weight, snr.clamp(1.0, 5.0))
+    # v-loss weight w_v is the x0 weight times sigma^2 (linear schedule: sigma = tau).
+    v_weight = diffusion.loss_weight(tau, "v", "linear", "clamped_snr", 5.0, 1.0)
+    torch.testing.assert_close(v_weight, snr.clamp(1.0, 5.0) * tau**2)
+    assert diffusion.loss_weight(tau, "v", "linear", "uniform").eq(1).all()
+
+
+def test_logit_normal_tau_lies_inside_and_concentrates():
+    tau = diffusion.sample_tau(
+        (20_000,), "logit_normal", generator=torch.Generator().manual_seed(0)
+    )
+    assert tau.min() > 0 and tau.max() < 1
+    assert ((tau > 0.25) & (tau < 0.75)).float().mean() > 0.6  # uniform would give 0.5
+
+
+# --- noise levels per objective ------------------------------------------------------------
+
+
+def _levels(kind: str, **cfg):
+    objective = make_objective(ObjectiveConfig(kind=kind, **cfg))
+    return objective.noise_levels(64, 8, torch.device("cpu"), torch.Generator().manual_seed(0))
+
+
+def test_diffusion_forcing_draws_a_level_per_frame():
+    lv = _levels("diffusion_forcing")
+    assert lv.tau.shape == (64, 8) and lv.main_mask.all() and lv.ctx_tau is None
+    assert (lv.tau.std(dim=1) > 0.05).all()  # frames of one clip differ
+    assert abs(lv.tau.mean().item() - 0.5) < 0.05
+
+
+def test_full_sequence_draws_one_level_per_clip():
+    lv = _levels("full_sequence")
+    assert (lv.tau == lv.tau[:, :1]).all() and lv.main_mask.all()
+    assert lv.tau[:, 0].std() > 0.1  # but clips differ
+
+
+def test_next_frame_keeps_context_clean_ish_and_trains_the_last_frame():
+    lv = _levels("next_frame", context_tau=0.02)
+    assert (lv.tau[:, :-1] == 0.02).all() and lv.tau[:, -1].std() > 0.1
+    assert lv.main_mask[:, -1].all() and not lv.main_mask[:, :-1].any()
+
+
+def test_context_noise_augmentation():
+    lv = _levels("next_frame", ctx_noise_max=0.3)
+    ctx = lv.ctx_tau
+    assert (ctx == ctx[:, :1]).all() and (ctx <= 0.3).all() and ctx.std() > 0.01
+    assert (lv.tau[:, :-1] == ctx[:, :-1]).all()
+    lv = _levels("diffusion_forcing", ctx_noise_max=0.3)
+    assert (lv.tau >= lv.ctx_tau).all() and (lv.tau == lv.ctx_tau).any()
+
+
+def test_bad_objective_configs_raise():
+    with pytest.raises(ConfigError, match="objective.kind"):
+        make_objective(ObjectiveConfig(kind="teacher_forcing"))
+    with pytest.raises(ConfigError, match="full_sequence"):
+        make_objective(ObjectiveConfig(kind="full_sequence", ctx_noise_max=0.1))
+    with pytest.raises(ConfigError, match="prediction"):
+        make_objective(ObjectiveConfig(prediction="eps"))
+    with pytest.raises(ConfigError, match="next_frame"):
+        DiffusionForcing(ObjectiveConfig(kind="next_frame"))
+
+
+# --- objectives run, are repeatable, and learn ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"prediction": "x0", "weighting": "uniform"},
+        {"prediction": "x0", "weighting": "min_snr"},
+        {"schedule": "cosine", "tau_sampling": "logit_normal"},
+    ],
+)
+def test_each_objective_trains_a_step(kind, variant):
+    model = tiny_model()
+    loss, logs = make_objective(ObjectiveConfig(kind=kind, **variant))(model, make_batch(model))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert {"loss/total", "loss/main", "loss/head2", "loss/head4", "loss/head8"} <= set(logs)
+    assert all(torch.isfinite(v) and not v.requires_grad for v in logs.values())
+    assert model.final.linear.weight.grad.abs().sum() > 0
+
+
+def test_context_noise_level_reaches_the_model():
+    model = tiny_model(ctx_noise_embed=True)
+    batch = make_batch(model)
+    objective = make_objective(ObjectiveConfig(kind="next_frame", ctx_noise_max=0.5))
+    loss, _ = objective(model, batch)
+    loss.backward()
+    assert model.ctx_noise_embed.mlp[0].weight.grad is not None
+
+
+def test_same_seed_same_loss():
+    model = tiny_model(HeadsConfig(aux_weight=0.1, multires=True))
+    batch = make_batch(model)
+    objective = make_objective(ObjectiveConfig())
+
+    def run(seed: int):
+        return objective(model, batch, torch.Generator().manual_seed(seed))
+
+    (a, logs_a), (b, logs_b), (c, _) = run(7), run(7), run(8)
+    assert a.item() == b.item() and all(logs_a[k].item() == logs_b[k].item() for k in logs_a)
+    assert a.item() != c.item()
+    torch.manual_seed(3)  # without a generator: torch's global RNG
+    d = objective(model, batch)[0]
+    torch.manual_seed(3)
+    assert objective(model, batch)[0].item() == d.item()
+
+
+def test_clip_without_extra_frames_masks_far_targets():
+    model = tiny_model()
+    batch = make_batch(model, t=3)  # 3 input frames + 7 extra: 10 frames
+    batch["input_frames"] = 10  # use all of them as inputs: far targets run off the end
+    _, logs = make_objective(ObjectiveConfig())(model, batch)
+    assert logs["mask/head2"].item() == pytest.approx(9 / 10)
+    assert logs["mask/head8"].item() == pytest.approx(3 / 10)
+    batch["input_frames"] = 11
+    with pytest.raises(ValueError, match="input frames"):
+        make_objective(ObjectiveConfig())(model, batch)
+
+
+def ramp_batch(model: DynamicsModel, t: int) -> dict:
+    """Frames on a ramp (+ a fixed pattern per clip): frame f is known from any other frame,
+    so each head's right answer, and its neighbours' wrong ones, are known."""
+    cfg = model.cfg
+    total = t + cfg.heads.max_offset - 1
+    g = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(-1, 1, total).view(1, total, 1, 1, 1)
+    pattern = 0.5 * torch.randn(2, 1, cfg.latent_channels, *cfg.latent_size, generator=g)
+    return {
+        "latents": ramp + pattern,
+        "actions": torch.randint(0, cfg.num_actions, (2, total), generator=g),
+    }
+
+
+def test_tiny_model_overfits_one_batch_and_heads_learn_their_own_frame():
+    model = tiny_model()
+    t = 6
+    batch = ramp_batch(model, t)
+    objective = make_objective(ObjectiveConfig())
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(120):
+        # Same tau and noise every step: one fixed regression problem to memorise.
+        loss, logs = objective(model, batch, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 20, losses[:: len(losses) // 6]
+    for k in (2, 4, 8):
+        assert logs[f"loss/head{k}"] < 0.02
+
+    # End to end, far head k at position t has learnt frame t + k - 1, not a neighbour: the
+    # objective hands each position its own target. (Outputs captured on the trained input.)
+    captured = {}
+    model.register_forward_hook(lambda m, args, out: captured.update(out=out))
+    with torch.no_grad():
+        objective(model, batch, torch.Generator().manual_seed(0))
+    clean = batch["latents"]
+    for (k, pred), r in zip(captured["out"].far.items(), (2, 4, 8), strict=True):
+        errors = []
+        for shift in (-1, 0, 1):
+            frames = (torch.arange(t) + k - 1 + shift).clamp(0, clean.shape[1] - 1)
+            errors.append((pred - pool_latents(clean[:, frames], r)).pow(2).mean().item())
+        assert errors[1] < min(errors[0], errors[2]) / 4, (k, errors)
