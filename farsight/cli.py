@@ -13,6 +13,8 @@ COMMANDS = (
     "farsight.commands.record",
     "farsight.commands.data",
     "farsight.commands.bench",
+    "farsight.commands.train",
+    "farsight.commands.encode",
     "farsight.commands.quickstart",
     "farsight.commands.play",
 )

@@ -1,9 +1,12 @@
 """Scale-out, applied from outside the model in one place.
 
 Launched by ``torchrun`` (detected from its environment variables) a run joins the process
-group and its model is wrapped here: DDP by default, FSDP2 (``fully_shard`` per block, then
-the root) as an option. Model code stays single-device; the clip loader partitions data by
-rank; rank 0 alone logs and writes checkpoints.
+group and its model is wrapped here in DDP. Model code stays single-device; the clip loader
+partitions data by rank; rank 0 alone logs and writes checkpoints.
+
+FSDP2 is not offered yet: sharded parameters need the optimizer and EMA built after
+sharding and checkpoints gathered with torch.distributed.checkpoint, which the training loop
+does not do. The models here fit one device comfortably.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from torch import nn
 
 from farsight.config import ConfigError
 
-STRATEGIES = ("ddp", "fsdp")
+STRATEGIES = ("ddp",)
 
 
 @dataclass
 class ParallelConfig:
     strategy: str = "ddp"
-    """How a multi-process run shares the model: ``ddp`` (replicas) or ``fsdp`` (FSDP2)."""
+    """How a multi-process run shares the model: ``ddp`` (replicas)."""
     backend: str = "auto"
     """Process-group backend: ``auto`` (nccl on CUDA, gloo on CPU), ``nccl`` or ``gloo``."""
 
@@ -77,18 +80,8 @@ def parallelize(model: nn.Module, cfg: ParallelConfig, info: DistInfo) -> nn.Mod
     """
     if not info.distributed:
         return model
-    if cfg.strategy == "ddp":
-        ids = [info.device.index] if info.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    from torch.distributed.fsdp import fully_shard
-
-    # Shard each repeated block on its own so only one block's full weights exist at a time.
-    # Models mark such blocks with a class attribute ``fsdp_unit = True``.
-    for module in model.modules():
-        if getattr(module, "fsdp_unit", False):
-            fully_shard(module)
-    fully_shard(model)
-    return model
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

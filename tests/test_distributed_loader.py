@@ -9,7 +9,7 @@ from tests.test_store import write_store
 def test_torchrun_ranks_get_disjoint_complete_shares(tmp_path):
     write_store(tmp_path / "s", [9, 12, 7, 10])
     out = tmp_path / "shares.json"
-    probe = Path(__file__).with_name("dist_partition_probe.py")
+    probe = Path(__file__).parent / "probes" / "partition.py"
     subprocess.run(
         [
             sys.executable,

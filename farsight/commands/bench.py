@@ -14,6 +14,7 @@ BENCHES = {
     "env": "farsight.bench.env",
     "record": "farsight.bench.record",
     "loader": "farsight.bench.loader",
+    "encode": "farsight.bench.encode",
 }
 
 

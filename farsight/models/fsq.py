@@ -1,0 +1,97 @@
+"""Finite scalar quantization (Mentzer et al. 2023, "Finite Scalar Quantization: VQ-VAE Made
+Simple"): each latent channel is bounded and rounded to one of ``levels[c]`` values; the code of
+a position is the tuple of its channel values, its index a mixed-radix number.
+
+No codebook, no commitment loss, no dead codes: the gradient passes the rounding straight
+through. The codebook size is ``prod(levels)``, e.g. (8, 5, 5, 5) -> 1000 codes.
+
+Dimensions (legend):
+    B batch, C = len(levels) latent channels, H W latent grid.
+    codes   (B, C, H, W) float in [-1, 1], channel c on a grid of levels[c] values
+    indices (B, H, W) int64 in [0, prod(levels))
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+
+class FSQ(nn.Module):
+    def __init__(self, levels: tuple[int, ...] | list[int], eps: float = 1e-3):
+        super().__init__()
+        levels = tuple(int(v) for v in levels)
+        if not levels or min(levels) < 2:
+            raise ValueError(f"FSQ levels must all be >= 2, got {levels}")
+        self.levels = levels
+        self.codebook_size = math.prod(levels)
+        self.eps = eps
+        level = torch.tensor(levels, dtype=torch.float32)
+        # Mixed-radix place values: index = sum_c digit_c * basis_c.
+        basis = torch.cumprod(torch.tensor([1, *levels[:-1]], dtype=torch.int64), dim=0)
+        self.register_buffer("_levels", level, persistent=False)
+        self.register_buffer("_basis", basis, persistent=False)
+
+    @property
+    def dim(self) -> int:
+        return len(self.levels)
+
+    def _per_channel(self, t: Tensor, like: Tensor) -> Tensor:
+        return t.to(like.device, like.dtype if like.is_floating_point() else t.dtype).view(
+            1, -1, *([1] * (like.ndim - 2))
+        )
+
+    def bound(self, z: Tensor) -> Tensor:
+        """Squash channel c into an interval that rounds to exactly levels[c] integers."""
+        levels = self._per_channel(self._levels, z)
+        half = (levels - 1) * (1 - self.eps) / 2
+        # Even level counts have no integer at 0: shift by half a step so the grid is symmetric.
+        offset = torch.where(levels % 2 == 0, 0.5, 0.0)
+        # tan, as in the reference implementation (atanh is undefined for 2 levels; for more
+        # levels the two agree to 1e-3): keeps indices compatible with other FSQ code.
+        shift = torch.tan(offset / half)
+        return torch.tanh(z + shift) * half - offset
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Pre-quantization latent (B, C, ...) -> codes in [-1, 1], straight-through gradient."""
+        if z.shape[1] != self.dim:
+            raise ValueError(f"FSQ with {self.dim} levels got {z.shape[1]} channels")
+        z = z.float()  # rounding in bf16 would put values on the wrong side of .5
+        bounded = self.bound(z)
+        rounded = bounded + (torch.round(bounded) - bounded).detach()
+        return rounded / self._per_channel(self._levels // 2, z)
+
+    def codes_to_indices(self, codes: Tensor) -> Tensor:
+        """(B, C, H, W) codes -> (B, H, W) int64 indices."""
+        half = self._per_channel(self._levels // 2, codes)
+        digits = torch.round(codes.float() * half + half).long()
+        basis = self._basis.view(1, -1, *([1] * (codes.ndim - 2)))
+        return (digits * basis).sum(dim=1)
+
+    def indices_to_codes(self, indices: Tensor) -> Tensor:
+        """(B, H, W) integer indices -> (B, C, H, W) float codes."""
+        indices = indices.long().unsqueeze(1)
+        basis = self._basis.view(1, -1, *([1] * (indices.ndim - 2)))
+        levels = self._levels.long().view_as(basis)
+        digits = (indices // basis) % levels
+        half = (levels // 2).float()
+        return (digits.float() - half) / half
+
+    def tokens(self, z: Tensor) -> Tensor:
+        """Pre-quantization latent -> indices (no gradient)."""
+        with torch.no_grad():
+            return self.codes_to_indices(self(z))
+
+    def tokens_pooled(self, z: Tensor, factor: int) -> Tensor:
+        """Low-resolution tokens: FSQ of the ``factor`` x ``factor`` average-pooled latent.
+
+        Pooling before quantizing keeps the coarse token a summary of the fine latents rather
+        than a vote over already-rounded codes.
+        """
+        if factor == 1:
+            return self.tokens(z)
+        pooled = rearrange(z.float(), "b c (h p) (w q) -> b c h w (p q)", p=factor, q=factor)
+        return self.tokens(pooled.mean(-1))

@@ -1,0 +1,96 @@
+"""Reconstruction objective for the frame autoencoder: ``loss, logs = objective(model, batch)``.
+
+    L = w1 |x - x^|_1 + w2 |x - x^|_2^2 + wg |grad x - grad x^|_1     (pixels in [-1, 1])
+        + kl * KL(q(z|x) || N(0, I)) per latent element   (variational continuous kind)
+        + latent_l2 * mean(z^2)               (plain continuous kind with latent noise)
+
+L2 is what PSNR measures; L1 keeps flat regions exact and edges less blurred; the image-
+gradient term (finite differences along x and y) penalises soft edges directly, a sharpening
+loss that needs no pretrained network (none can be downloaded here: no LPIPS, no VGG).
+
+Latent noise is sampled here, never in the module: for the VAE ``eps`` is its
+reparameterisation sample; for the plain AE it is Gaussian noise of std ``latent_noise``, made
+meaningful by the ``latent_l2`` penalty (without it the encoder would just grow its latents
+until the noise no longer matters). The FSQ kind takes no noise.
+
+Batch: ``frames`` uint8 (B, H, W, 3) or (B, 1, H, W, 3) (single-frame clips).
+Dimension legend: B batch, H W frame, C h w latent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from farsight.models.autoencoder import frames_to_images
+
+
+@dataclass
+class AutoencoderLossConfig:
+    l1: float = 1.0
+    l2: float = 1.0
+    gradient: float = 0.0
+    """Weight of the L1 loss on horizontal and vertical pixel differences."""
+    kl: float = 0.0
+    """KL weight for model.variational=true (small, e.g. 1e-6 as in latent diffusion)."""
+    latent_noise: float = 0.0
+    """Std of Gaussian noise added to plain continuous latents (decoder robustness)."""
+    latent_l2: float = 0.0
+    """Penalty on the squared latent (keeps its scale bounded when latent_noise > 0)."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def image_gradients(images: Tensor) -> tuple[Tensor, Tensor]:
+    return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
+
+
+class ReconstructionObjective:
+    def __init__(self, cfg: AutoencoderLossConfig):
+        self.cfg = cfg
+
+    def __call__(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        cfg = self.cfg
+        frames = batch["frames"]
+        if frames.ndim == 5:  # (B, 1, H, W, 3) single-frame clips from the clip loader
+            frames = frames.flatten(0, 1)
+        target = frames_to_images(frames)
+        ae = unwrap(model)
+        eps = None
+        if ae.cfg.kind == "continuous" and (ae.cfg.variational or cfg.latent_noise > 0):
+            shape = (target.shape[0], *ae.latent_shape(*target.shape[-2:]))
+            eps = torch.randn(shape, device=target.device)
+            if not ae.cfg.variational:
+                eps = eps * cfg.latent_noise
+        out = model(target, eps)  # through the (possibly DDP-wrapped) forward
+        recon = out.recon.float()
+        error = recon - target
+        logs: dict[str, Tensor] = {}
+        loss = torch.zeros((), device=target.device)
+        if cfg.l1:
+            logs["l1"] = error.abs().mean()
+            loss = loss + cfg.l1 * logs["l1"]
+        logs["mse"] = error.pow(2).mean()
+        if cfg.l2:
+            loss = loss + cfg.l2 * logs["mse"]
+        if cfg.gradient:
+            (rx, ry), (tx, ty) = image_gradients(recon), image_gradients(target)
+            logs["gradient"] = 0.5 * (F.l1_loss(rx, tx) + F.l1_loss(ry, ty))
+            loss = loss + cfg.gradient * logs["gradient"]
+        if out.logvar is not None:
+            mean, logvar = out.mean.float(), out.logvar.float()
+            logs["kl"] = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+            if cfg.kl:
+                loss = loss + cfg.kl * logs["kl"]
+        if cfg.latent_l2 and ae.cfg.kind == "continuous":
+            logs["latent_l2"] = out.mean.float().pow(2).mean()
+            loss = loss + cfg.latent_l2 * logs["latent_l2"]
+        logs["psnr"] = 10.0 * torch.log10(4.0 / logs["mse"].detach().clamp_min(1e-10))
+        return loss, logs

@@ -1,0 +1,398 @@
+"""Training the dynamics model on latent clips, and loading a trained world model.
+
+    farsight train dynamics [recipe] [key=value ...] --data STORE --autoencoder AE --out RUN
+    torchrun --nproc_per_node=N -m farsight.cli train dynamics ...      (DDP)
+
+The store is encoded once into a latent cache (``RUN_OF_AE/latents/<store>`` unless
+``data.cache`` names one; built here if missing), so training never runs the encoder. Each
+clip carries ``heads.max_offset - 1`` extra frames that only serve as far-head targets.
+
+The run folder holds ``checkpoint.pt`` (config, step, model, EMA, optimizer, RNG, and the
+autoencoder that made the latents, so the checkpoint alone is a playable world model),
+``config.json``, ``metrics.jsonl`` (validation losses per head), ``samples/`` (decoded
+rollouts) and ``tb/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from farsight.config import RecipeBook, build_config, from_dict, to_dict
+from farsight.dynamics_config import (
+    DynamicsConfig,
+    ObjectiveConfig,
+    dynamics_quickstart,
+    dynamics_S,
+    dynamics_tiny,
+)
+from farsight.errors import UsageError
+from farsight.io import atomic_write_json
+from farsight.models.autoencoder import Autoencoder
+from farsight.models.dynamics import DynamicsModel
+from farsight.objectives import make_objective
+from farsight.objectives.multiframe import head_gradient_cosines
+from farsight.parallel import ParallelConfig, parallelize, setup, teardown, unwrap
+from farsight.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from farsight.train.config import TrainConfig
+from farsight.train.data import step_batches
+from farsight.train.loop import TrainResult, ValContext, seed_everything, train
+
+KIND = "dynamics"
+
+
+@dataclass
+class DynamicsDataConfig:
+    path: str = ""
+    """Episode store (``--data``)."""
+    autoencoder: str = ""
+    """Autoencoder checkpoint or run folder (``--autoencoder``)."""
+    cache: str = ""
+    """Latent cache folder; empty: the autoencoder run's ``latents/<store name>``."""
+    clip_len: int = 16
+    """Frames the model sees per clip (the far-head target frames come on top)."""
+    stride: int = 1
+    start_every: int = 1
+    val_clips: int = 64
+    """Validation clips (fixed, spread over the val split)."""
+    sample_frames: int = 48
+    """Frames of the decoded rollout written at each validation (0: none)."""
+
+
+@dataclass
+class DynamicsRunConfig:
+    model: DynamicsConfig = field(default_factory=dynamics_quickstart)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DynamicsDataConfig = field(default_factory=DynamicsDataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    grad_cosine_every: int = 0
+    """Log the cosine between per-head gradients on the shared trunk every N steps (0: off;
+    costs one extra forward and one backward per head; a multiple of train.log_every)."""
+
+
+DYNAMICS_RECIPES = RecipeBook(KIND)
+
+
+@DYNAMICS_RECIPES.register
+def dyn_quickstart() -> DynamicsRunConfig:
+    """CPU recipe: visibly learns the built-in arena in <= 20 minutes on 2 cores (fp32)."""
+    cfg = DynamicsRunConfig()
+    cfg.train = TrainConfig(
+        steps=1200,
+        batch_size=8,
+        workers=1,
+        log_every=20,
+        val_every=300,
+        ckpt_every=300,
+        max_minutes=18.0,
+        precision="auto",
+    )
+    cfg.train.optim.lr = 1e-3
+    cfg.train.optim.warmup_steps = 100
+    cfg.train.optim.weight_decay = 0.01
+    cfg.train.ema_decay = 0.995
+    cfg.grad_cosine_every = 100
+    return cfg
+
+
+@DYNAMICS_RECIPES.register
+def dyn_tiny() -> DynamicsRunConfig:
+    """For tests: seconds on a CPU."""
+    cfg = DynamicsRunConfig(model=dynamics_tiny())
+    cfg.model.heads.depths = (0, 0, 0)
+    cfg.data = DynamicsDataConfig(clip_len=4, val_clips=4, sample_frames=6)
+    cfg.train = TrainConfig(
+        steps=6,
+        batch_size=2,
+        workers=0,
+        log_every=2,
+        val_every=3,
+        ckpt_every=3,
+        precision="fp32",
+    )
+    cfg.train.optim.warmup_steps = 2
+    return cfg
+
+
+@DYNAMICS_RECIPES.register
+def dyn_gpu_S() -> DynamicsRunConfig:  # noqa: N802 (DiT's size names)
+    """A GPU preset: DiT-S-sized trunk, bf16, bigger batches and longer windows."""
+    cfg = DynamicsRunConfig(model=dynamics_S())
+    cfg.data.clip_len = 32
+    cfg.train = TrainConfig(
+        steps=100_000,
+        batch_size=32,
+        workers=6,
+        log_every=50,
+        val_every=2000,
+        ckpt_every=2000,
+        precision="auto",
+    )
+    cfg.train.optim.lr = 3e-4
+    cfg.train.optim.warmup_steps = 2000
+    cfg.train.optim.weight_decay = 0.01
+    cfg.grad_cosine_every = 1000
+    return cfg
+
+
+# -- data -------------------------------------------------------------------------------------
+def open_latents(cfg: DynamicsRunConfig, build: bool):
+    """The run's latent cache, checked against its store and autoencoder (built if asked)."""
+    from farsight.latents import LatentCache, build_cache, default_cache_path, open_cache
+
+    data, ae = cfg.data.path, cfg.data.autoencoder
+    path = Path(cfg.data.cache) if cfg.data.cache else default_cache_path(ae, data)
+    if build and not (path / "manifest.json").exists():
+        print(f"no latent cache at {path} yet: encoding {data} once")
+        build_cache(ae, data, path)
+    if not (path / "manifest.json").exists():
+        return LatentCache(path)  # raises: not found
+    return open_cache(path, store=data, autoencoder=ae)
+
+
+def val_batch(cache, cfg: DynamicsRunConfig, extra: int) -> dict:
+    """A fixed batch of validation clips (training clips if the store has no val split)."""
+    for split in ("val", "train"):
+        try:
+            clips = cache.clips(cfg.data.clip_len, extra, cfg.data.stride, split=split)
+        except ValueError:
+            continue
+        picks = np.linspace(0, len(clips) - 1, min(cfg.data.val_clips, len(clips))).astype(int)
+        items = [clips[int(i)] for i in np.unique(picks)]
+        return {k: torch.stack([it[k] for it in items]) for k in ("latents", "actions")}
+    raise UsageError(f"latent cache {cache.path} has no clip of {cfg.data.clip_len + extra} frames")
+
+
+class DynamicsValidation:
+    """Validation losses per head on fixed clips and noise (EMA weights), plus a rollout video."""
+
+    def __init__(self, cfg: DynamicsRunConfig, batch: dict, autoencoder: Autoencoder):
+        self.cfg, self.batch, self.autoencoder = cfg, batch, autoencoder
+        self.objective = make_objective(cfg.objective)
+
+    def __call__(self, ctx: ValContext) -> dict[str, float]:
+        batch = {k: v.to(ctx.device) for k, v in self.batch.items()}
+        generator = torch.Generator(ctx.device).manual_seed(1234)
+        terms = self.objective.terms(ctx.ema, batch, generator)
+        metrics = {f"loss_{k}": float(v) for k, v in terms.values.items()}
+        metrics["loss_total"] = float(terms.total())
+        if self.cfg.data.sample_frames > 0:
+            write_sample_video(ctx, self.cfg, batch, self.autoencoder)
+        return metrics
+
+
+def write_sample_video(ctx: ValContext, cfg: DynamicsRunConfig, batch: dict, ae) -> None:
+    """Decode an open-loop rollout from a validation clip's first frames, with its actions."""
+    try:
+        from farsight.world_env import sample_video
+    except ImportError:  # the rollout machinery is optional for training
+        return
+    path = ctx.run_dir / "samples" / f"rollout_step{ctx.step:07d}.mp4"
+    sample_video(ctx.ema, ae, cfg.objective, batch, cfg.data.sample_frames, path)
+
+
+class TrainObjective:
+    """The run's objective, plus the per-head gradient-cosine diagnostic every N steps.
+
+    The diagnostic runs its own forward on the unwrapped model (DDP must not see it) inside
+    a forked RNG, so it never changes what training draws.
+    """
+
+    def __init__(self, cfg: DynamicsRunConfig, start_step: int, is_main: bool):
+        self.objective = make_objective(cfg.objective)
+        self.every = cfg.grad_cosine_every if is_main else 0
+        self.step = start_step
+
+    def __call__(self, model: nn.Module, batch: dict):
+        self.step += 1
+        loss, logs = self.objective(model, batch)
+        if self.every and self.step % self.every == 0:
+            with torch.random.fork_rng(devices=[]):
+                plain = unwrap(model)
+                terms = self.objective.terms(plain, batch)
+                logs = {**logs, **head_gradient_cosines(plain, terms)}
+                plain.zero_grad(set_to_none=True)
+        return loss, logs
+
+
+# -- the run ----------------------------------------------------------------------------------
+def train_dynamics(
+    cfg: DynamicsRunConfig, out: str | Path, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    from farsight.train.autoencoder import load_autoencoder
+
+    out = Path(out)
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(out, kind=KIND)
+        stored = from_dict(DynamicsRunConfig, ckpt["config"], source=f"checkpoint {ckpt['path']}")
+        for key in ("path", "autoencoder", "cache"):  # moved data may be re-pointed
+            setattr(stored.data, key, getattr(cfg.data, key) or getattr(stored.data, key))
+        cfg = stored
+        if ckpt["step"] >= cfg.train.steps:
+            print(f"run {out} is complete: step {ckpt['step']} of {cfg.train.steps}")
+            return TrainResult(step=ckpt["step"], metrics=ckpt["extra"].get("metrics", {}))
+    elif (out / CHECKPOINT_NAME).exists():
+        raise UsageError(
+            f"run folder {out} already holds a checkpoint; continue it with --resume "
+            "or choose another --out"
+        )
+    if not cfg.data.path or not cfg.data.autoencoder:
+        raise UsageError("dynamics training needs --data STORE and --autoencoder AE_RUN")
+    if (
+        cfg.grad_cosine_every
+        and cfg.train.log_every
+        and cfg.grad_cosine_every % cfg.train.log_every
+    ):
+        raise UsageError(
+            f"grad_cosine_every={cfg.grad_cosine_every} must be a multiple of "
+            f"train.log_every={cfg.train.log_every} (only logged steps are recorded)"
+        )
+
+    info = setup(cfg.parallel, cfg.train.device)
+    try:
+        if info.is_main:
+            cache = open_latents(cfg, build=True)
+        if info.distributed:
+            torch.distributed.barrier()  # the other ranks wait for rank 0's cache
+        cache = open_latents(cfg, build=False)
+        if cache.info.kind != "continuous":
+            raise UsageError(
+                f"latent cache {cache.path} holds {cache.info.kind} latents; diffusion needs a "
+                "continuous autoencoder"
+            )
+        cfg.model.latent_channels = cache.info.channels
+        cfg.model.latent_size = tuple(cache.info.grid)
+        cfg.model.num_actions = len(cache.store.meta["env"]["action_meanings"])
+        cfg.model.validate()
+        cfg.objective.validate()
+        cfg.train.validate()
+        extra = cfg.model.heads.max_offset - 1
+        dataset = cache.clips(
+            cfg.data.clip_len, extra, cfg.data.stride, cfg.data.start_every, split="train"
+        )
+        autoencoder, ae_cfg, _ = load_autoencoder(cfg.data.autoencoder)
+        seed_everything(cfg.train.seed)
+        model = DynamicsModel(cfg.model)
+        if not resume and info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out / "config.json", {"kind": KIND, "config": to_dict(cfg)})
+        objective = TrainObjective(cfg, ckpt["step"] if ckpt else 0, info.is_main)
+        validate = DynamicsValidation(cfg, val_batch(cache, cfg, extra), autoencoder)
+
+        def batches(start_step: int):
+            objective.step = start_step
+            return step_batches(
+                dataset,
+                cfg.train.batch_size,
+                start_step,
+                cfg.train.seed,
+                cfg.train.workers,
+                info.rank,
+                info.world,
+            )
+
+        if progress and info.is_main:
+            params = sum(p.numel() for p in model.parameters())
+            print(
+                f"dynamics: {params / 1e6:.2f}M parameters, heads {cfg.model.heads.offsets} at "
+                f"1/{cfg.model.heads.resolutions}, {cfg.objective.kind}; {len(dataset)} training "
+                f"clips of {cfg.data.clip_len}+{extra} frames; {info.world} process(es) on "
+                f"{info.device}"
+            )
+        return train(
+            model,
+            objective,
+            batches,
+            cfg.train,
+            run_dir=out,
+            kind=KIND,
+            config=cfg,
+            validate=validate,
+            resume=ckpt,
+            wrap=lambda m: parallelize(m, cfg.parallel, info),
+            progress=progress,
+            extra={
+                "autoencoder": {"config": to_dict(ae_cfg), "state": autoencoder.state_dict()},
+                "env": cache.store.meta["env"],
+            },
+        )
+    finally:
+        teardown()
+
+
+# -- loading ----------------------------------------------------------------------------------
+@dataclass
+class WorldModel:
+    """Everything needed to generate frames: what ``load_world_model`` returns."""
+
+    dynamics: DynamicsModel
+    autoencoder: Autoencoder
+    objective: ObjectiveConfig
+    meta: dict
+    """The recorded env's metadata: env_id, size, action_meanings, ..."""
+    context_frames: int
+    """Clip length the model was trained on."""
+    config: DynamicsRunConfig
+    step: int
+
+
+def load_world_model(
+    path: str | Path, device: str | torch.device = "cpu", weights: str = "ema"
+) -> WorldModel:
+    """A dynamics checkpoint (file or run folder) -> a WorldModel in eval mode on ``device``."""
+    from farsight.train.autoencoder import AutoencoderRunConfig
+
+    ckpt = load_checkpoint(path, kind=KIND)
+    source = f"checkpoint {ckpt['path']}"
+    cfg = from_dict(DynamicsRunConfig, ckpt["config"], source=source)
+    model = DynamicsModel(cfg.model)
+    state = ckpt["ema"]["model"] if weights == "ema" and ckpt.get("ema") else ckpt["model"]
+    model.load_state_dict(state)
+    stored_ae = ckpt["extra"].get("autoencoder")
+    if stored_ae is None:
+        raise CheckpointError(f"{source} holds no autoencoder")
+    ae_cfg = from_dict(AutoencoderRunConfig, stored_ae["config"], source=f"{source} autoencoder")
+    autoencoder = Autoencoder(ae_cfg.model)
+    autoencoder.load_state_dict(stored_ae["state"])
+    return WorldModel(
+        dynamics=model.to(device).eval().requires_grad_(False),
+        autoencoder=autoencoder.to(device).eval().requires_grad_(False),
+        objective=cfg.objective,
+        meta=ckpt["extra"].get("env", {}),
+        context_frames=cfg.data.clip_len,
+        config=cfg,
+        step=int(ckpt["step"]),
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    recipe, overrides = args.recipe, list(args.overrides)
+    if recipe and "=" in recipe:
+        recipe, overrides = None, [recipe, *overrides]
+    flags = {"train.steps": args.steps, "train.device": args.device}
+    fixed = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    paths = {
+        "path": str(Path(args.data).resolve()) if args.data else "",
+        "autoencoder": str(Path(args.autoencoder).resolve()) if args.autoencoder else "",
+    }
+    if args.resume:
+        if recipe or overrides or fixed:
+            raise UsageError(
+                "--resume continues a run with the config stored in its checkpoint; "
+                "drop the recipe and overrides (or start a new --out)"
+            )
+        cfg = DynamicsRunConfig()
+    else:
+        cfg = build_config(DYNAMICS_RECIPES, recipe or "dyn_quickstart", overrides, fixed)
+    cfg.data = dataclasses.replace(cfg.data, **{k: v for k, v in paths.items() if v})
+    result = train_dynamics(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"run {args.out}: step {result.step} ({result.stopped})")
+    return 0

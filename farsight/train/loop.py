@@ -1,0 +1,303 @@
+"""The generic training loop: any model, any objective, any batch stream.
+
+    loss, logs = objective(model, batch)        # one small file per objective
+
+Every step: forward under autocast (bf16 or fp32), backward, gradient clipping, AdamW step,
+warmup + cosine LR, EMA update. Every ``log_every`` steps: TensorBoard scalars and the progress
+bar. Every ``val_every``: the run's validation hook on the EMA (and raw) model. Every
+``ckpt_every`` and at the end: an atomic checkpoint. Only rank 0 logs, validates and saves.
+
+Exact resume: the batches are a pure function of the step (``farsight.train.data``), and each
+step's torch RNG is seeded from (seed, rank, step), so randomness drawn by an objective (noise,
+masks, VAE samples) does not depend on where a run was interrupted. A resumed run therefore
+repeats the uninterrupted run's losses exactly (on CPU, deterministic kernels).
+
+Scale-out: ``wrap`` (e.g. DDP) is applied to the model in one place; the optimizer, the EMA and
+the checkpoints keep using the unwrapped module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from farsight.data.loader import rank_and_world
+from farsight.errors import FarsightError
+from farsight.io import atomic_write
+from farsight.train.checkpoint import CHECKPOINT_NAME, save_checkpoint, set_rng_state
+from farsight.train.config import TrainConfig
+from farsight.train.ema import EMA
+from farsight.train.precision import autocast, resolve_device, resolve_precision
+from farsight.train.schedule import make_optimizer, make_scheduler
+
+Objective = Callable[[nn.Module, Any], tuple[Tensor, dict[str, Any]]]
+Batches = Callable[[int], Iterator[Any]]
+"""start step -> an iterator of the batches for steps start, start + 1, ..."""
+METRICS_NAME = "metrics.jsonl"
+
+
+class TrainingError(FarsightError):
+    """Training cannot go on (e.g. a non-finite loss); names the step and the last checkpoint."""
+
+
+@dataclass
+class ValContext:
+    """What a validation hook gets. It returns {name: float}; it may write files under run_dir."""
+
+    step: int
+    model: nn.Module
+    ema: nn.Module
+    device: torch.device
+    precision: str
+    run_dir: Path
+    writer: Any  # SummaryWriter or None
+
+
+Validate = Callable[[ValContext], dict[str, float]]
+
+
+@dataclass
+class TrainResult:
+    step: int
+    losses: list[float] = field(default_factory=list)
+    """The loss of every step this call ran (for tests and quick checks)."""
+    stopped: str = "done"
+    """done (reached train.steps) or time (train.max_minutes)."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The last validation's metrics."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _float(v: Any) -> float:
+    return float(v.detach().float().item()) if isinstance(v, Tensor) else float(v)
+
+
+class MetricsLog:
+    """``RUN/metrics.jsonl``: one JSON object per validation, rewritten atomically."""
+
+    def __init__(self, run_dir: Path, resume_step: int):
+        self.path = run_dir / METRICS_NAME
+        self.rows: list[dict] = []
+        if self.path.exists() and resume_step > 0:
+            # Drop what an interrupted run logged after its last checkpoint.
+            lines = self.path.read_text().splitlines()
+            self.rows = [r for r in map(_parse_json_line, lines) if r and r["step"] <= resume_step]
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+        text = "".join(f"{json.dumps(r)}\n" for r in self.rows)
+        atomic_write(self.path, lambda f: f.write(text.encode()))
+
+
+def _parse_json_line(line: str) -> dict | None:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def train(
+    model: nn.Module,
+    objective: Objective,
+    batches: Batches,
+    cfg: TrainConfig,
+    *,
+    run_dir: str | Path,
+    kind: str,
+    config: Any,
+    validate: Validate | None = None,
+    resume: dict | None = None,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> TrainResult:
+    """Train ``model`` to ``cfg.steps`` steps (from ``resume``'s step when given).
+
+    ``config`` is the whole run config (stored in every checkpoint with ``kind``), ``resume``
+    a loaded checkpoint of this run, ``extra`` more state every checkpoint carries (e.g. the
+    autoencoder a dynamics model depends on). Returns the step reached and this call's losses.
+    """
+    cfg.validate()
+    run_dir = Path(run_dir)
+    rank, world = rank_and_world()
+    is_main = rank == 0
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+
+    model.to(device)
+    optimizer = make_optimizer(model, cfg.optim)
+    scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
+    ema = EMA(model, cfg.ema_decay)
+    step = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        ema.load_state_dict(resume["ema"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        set_rng_state(resume["rng"])
+        step = int(resume["step"])
+        saved_world = resume.get("data", {}).get("world", world)
+        if saved_world != world and is_main:
+            print(f"note: resuming a run of {saved_world} ranks on {world}: the data order differs")
+    trained = wrap(model) if wrap is not None else model
+
+    writer = None
+    metrics_log = None
+    if is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # purge_step drops events an interrupted run logged after its last checkpoint.
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step > 0 else None)
+        metrics_log = MetricsLog(run_dir, step)
+
+    def checkpoint(metrics: dict) -> None:
+        if not is_main:
+            return
+        save_checkpoint(
+            run_dir / CHECKPOINT_NAME,
+            kind=kind,
+            config=config,
+            step=step,
+            model=model,
+            ema=ema,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            data={"samples_per_rank": step * cfg.batch_size, "world": world, "seed": cfg.seed},
+            extra={
+                **(extra or {}),
+                "metrics": metrics,
+                "precision": precision,
+                "device": str(device),
+            },
+        )
+
+    def run_validation() -> dict[str, float]:
+        if validate is None or not is_main:
+            return {}
+        trained.eval()
+        # Validation may draw random numbers; fork so training's streams are untouched.
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            metrics = validate(
+                ValContext(step, model, ema.model, device, precision, run_dir, writer)
+            )
+        trained.train()
+        for k, v in metrics.items():
+            writer.add_scalar(f"val/{k}", v, step)
+        metrics_log.append({"step": step, **metrics})
+        return metrics
+
+    result = TrainResult(step=step)
+    data = batches(step)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc=f"train {kind}",
+        unit="step",
+        disable=not (is_main and progress),
+        dynamic_ncols=True,
+    )
+    start_time = time.monotonic()
+    window_start, window_steps = time.monotonic(), 0
+    trained.train()
+    try:
+        while step < cfg.steps:
+            torch.manual_seed(step_seed(cfg.seed, rank, step))
+            batch = to_device(next(data), device)
+            with autocast(device, precision):
+                loss, logs = objective(trained, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+            )
+            loss_value = _float(loss)
+            if not math.isfinite(loss_value):
+                raise TrainingError(
+                    f"loss is {loss_value} at step {step + 1}; the last checkpoint is "
+                    f"{run_dir / CHECKPOINT_NAME} (lower train.optim.lr or check the data)"
+                )
+            optimizer.step()
+            scheduler.step()
+            ema.update(model)
+            step += 1
+            window_steps += 1
+            result.losses.append(loss_value)
+
+            if is_main and cfg.log_every and step % cfg.log_every == 0:
+                elapsed = time.monotonic() - window_start
+                writer.add_scalar("train/loss", loss_value, step)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                writer.add_scalar("train/grad_norm", _float(grad_norm), step)
+                writer.add_scalar("train/steps_per_s", window_steps / max(elapsed, 1e-9), step)
+                for k, v in logs.items():
+                    writer.add_scalar(f"train/{k}", _float(v), step)
+                bar.set_postfix(loss=f"{loss_value:.4g}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+                window_start, window_steps = time.monotonic(), 0
+            bar.update(1)
+
+            out_of_time = (
+                cfg.max_minutes > 0 and time.monotonic() - start_time > cfg.max_minutes * 60
+            )
+            if cfg.max_minutes > 0 and world > 1 and torch.distributed.is_initialized():
+                flag = torch.tensor(float(out_of_time), device=device)  # all ranks stop together
+                torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX)
+                out_of_time = bool(flag.item())
+            last = step == cfg.steps or out_of_time
+            validating = (cfg.val_every and step % cfg.val_every == 0) or last
+            saving = (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last
+            if validating:
+                result.metrics = run_validation() or result.metrics
+                if result.metrics and is_main:
+                    summary = "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
+                    bar.write(f"step {step}: {summary}")
+            if saving:
+                checkpoint(result.metrics)
+            if (validating or saving) and world > 1 and torch.distributed.is_initialized():
+                torch.distributed.barrier()  # the other ranks wait for rank 0's files
+            if out_of_time:
+                result.stopped = "time"
+                break
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        torch.use_deterministic_algorithms(was_deterministic)
+    result.step = step
+    return result

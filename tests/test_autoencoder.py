@@ -1,0 +1,165 @@
+"""Autoencoder and FSQ: shapes, FSQ round trips, low-res tokens, overfitting one batch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from farsight.config import ConfigError
+from farsight.metrics import image_grid, image_metrics
+from farsight.models.autoencoder import (
+    Autoencoder,
+    AutoencoderConfig,
+    frames_to_images,
+    images_to_frames,
+)
+from farsight.models.fsq import FSQ
+from farsight.objectives.autoencoder import AutoencoderLossConfig, ReconstructionObjective
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids OpenMP spin contention
+    (measured 10x faster here when other jobs run)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY = AutoencoderConfig(
+    latent_channels=4,
+    width=8,
+    channel_mult=(1, 2),
+    blocks=1,
+    attention=True,
+    norm_groups=4,
+    attention_heads=2,
+)
+
+
+@pytest.mark.parametrize("factor", [4, 8])
+@pytest.mark.parametrize("kind", ["continuous", "fsq"])
+@pytest.mark.parametrize("patch,shortcut", [(1, False), (2, True), (4, False)])
+def test_shapes(factor, kind, patch, shortcut):
+    cfg = dataclasses.replace(
+        TINY, factor=factor, kind=kind, patch=patch, shortcut=shortcut, fsq_levels=(8, 5, 5)
+    )
+    model = Autoencoder(cfg)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    out = model(images)
+    channels = 3 if kind == "fsq" else 4
+    assert model.latent_shape(64, 64) == (channels, 64 // factor, 64 // factor)
+    assert out.mean.shape == (2, channels, 64 // factor, 64 // factor)
+    assert out.latent.shape == out.mean.shape
+    assert out.recon.shape == images.shape
+    if kind == "fsq":
+        indices = model.fsq.tokens(out.mean)
+        assert indices.shape == (2, 64 // factor, 64 // factor)
+        assert model.decode_indices(indices).shape == images.shape
+        assert torch.equal(model.fsq.indices_to_codes(indices), out.latent)
+
+
+def test_variational_applies_eps_from_the_objective():
+    model = Autoencoder(dataclasses.replace(TINY, variational=True)).eval()
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    plain = model(images)
+    assert plain.logvar is not None and torch.equal(plain.latent, plain.mean)
+    eps = torch.randn_like(plain.mean)
+    noisy = model(images, eps)
+    torch.testing.assert_close(noisy.latent, plain.mean + torch.exp(0.5 * plain.logvar) * eps)
+
+
+def test_bad_configs_name_the_key():
+    with pytest.raises(ConfigError, match="model.kind"):
+        Autoencoder(dataclasses.replace(TINY, kind="vq"))
+    with pytest.raises(ConfigError, match="model.factor"):
+        Autoencoder(dataclasses.replace(TINY, factor=3))
+    with pytest.raises(ConfigError, match="variational"):
+        Autoencoder(dataclasses.replace(TINY, kind="fsq", variational=True))
+
+
+@pytest.mark.parametrize("levels", [(8, 5, 5, 5), (7, 5, 5, 5, 5), (2, 3), (16, 16)])
+def test_fsq_indices_round_trip(levels):
+    fsq = FSQ(levels)
+    every = torch.arange(fsq.codebook_size).view(1, -1, 1)  # (B, h, w) = (1, K, 1)
+    codes = fsq.indices_to_codes(every)
+    assert codes.shape == (1, len(levels), fsq.codebook_size, 1)
+    assert codes.min() >= -1 and codes.max() <= 1
+    assert torch.equal(fsq.codes_to_indices(codes), every)
+    # Codes of distinct indices are distinct, and quantizing a code is the identity.
+    assert len({tuple(c) for c in codes[0, :, :, 0].T.tolist()}) == fsq.codebook_size
+    # Invert the bound: latents whose bounded value lies within 0.1 of each code's integer.
+    level = torch.tensor(levels, dtype=torch.float32).view(1, -1, 1, 1)
+    half_range = (level - 1) * (1 - fsq.eps) / 2
+    offset = torch.where(level % 2 == 0, 0.5, 0.0)
+    integer = codes * (level // 2)
+    bounded = integer.clamp(-half_range - offset + 0.1, half_range - offset - 0.1)
+    z = torch.atanh((bounded + offset) / half_range) - torch.tan(offset / half_range)
+    assert torch.equal(fsq(z), codes)
+
+
+def test_fsq_random_latents_and_straight_through_gradient():
+    fsq = FSQ((8, 5, 5, 5))
+    z = (torch.randn(4, 4, 6, 6) * 3).requires_grad_()
+    codes = fsq(z)
+    indices = fsq.codes_to_indices(codes)
+    assert indices.min() >= 0 and indices.max() < 1000
+    assert torch.equal(fsq.indices_to_codes(indices), codes)
+    codes.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_low_resolution_tokens_are_fsq_of_the_pooled_latent():
+    fsq = FSQ((8, 5, 5, 5))
+    z = torch.randn(2, 4, 16, 16)
+    coarse = fsq.tokens_pooled(z, 4)
+    assert coarse.shape == (2, 4, 4)
+    pooled = torch.nn.functional.avg_pool2d(z, 4)
+    assert torch.equal(coarse, fsq.codes_to_indices(fsq(pooled)))
+    assert torch.equal(fsq.tokens_pooled(z, 1), fsq.tokens(z))
+
+
+def test_frame_conversions_round_trip():
+    frames = torch.randint(0, 256, (3, 8, 8, 3), dtype=torch.uint8)
+    images = frames_to_images(frames)
+    assert images.shape == (3, 3, 8, 8) and images.min() >= -1 and images.max() <= 1
+    assert torch.equal(images_to_frames(images), frames)
+
+
+def test_metrics():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    assert image_metrics(a, a)["psnr"] == np.inf and image_metrics(a, a)["ssim"] == 1.0
+    noisy = np.clip(a.astype(int) + rng.integers(-8, 9, a.shape), 0, 255).astype(np.uint8)
+    m = image_metrics(a, noisy)
+    assert 25 < m["psnr"] < 40 and 0 < m["ssim"] < 1
+    assert m["psnr_r4"] > m["psnr"]  # pooling averages the independent noise away
+    assert image_grid([a, noisy], scale=2, gap=1).shape == (2 * 33, 2 * 67, 3)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "fsq"])
+def test_overfit_one_batch(kind):
+    """A tiny model drives one batch's loss well down: the model and objective can learn."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, kind=kind, attention=False, width=16, fsq_levels=(8, 8, 8, 8))
+    model = Autoencoder(cfg)
+    # Smooth blobs (learnable at factor 4 by a tiny model) rather than white noise.
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    centres = torch.rand(4, 2) * 16
+    blobs = torch.exp(-((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2) / 20)
+    frames = (torch.stack([blobs, blobs.flip(1), 1 - blobs], -1) * 255).to(torch.uint8)
+    objective = ReconstructionObjective(AutoencoderLossConfig(l1=1.0, l2=1.0, gradient=0.5))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(100):
+        loss, logs = objective(model, {"frames": frames})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0], (losses[0], losses[-1])
+    assert logs["psnr"] > 24

@@ -1,0 +1,152 @@
+"""Dynamics training end to end: cache, run, checkpoint -> world model, resume, DDP."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from farsight.data.recorder import RecordConfig, record
+from farsight.data.store import StoreWriter
+from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
+from farsight.train.checkpoint import load_checkpoint
+from farsight.train.dynamics import (
+    DYNAMICS_RECIPES,
+    DynamicsRunConfig,
+    load_world_model,
+    train_dynamics,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dyn")
+    cfg = RecordConfig(frames=1200, shard_frames=400)
+    cfg.env.arena.episode_steps = 100
+    record(cfg, root / "store", progress=False)
+    ae = AE_RECIPES.get("ae_tiny")
+    ae.data.path = str(root / "store")
+    train_autoencoder(ae, root / "ae", progress=False)
+    return root
+
+
+def tiny(world, **overrides) -> DynamicsRunConfig:
+    cfg = DYNAMICS_RECIPES.get("dyn_tiny")
+    cfg.data.path, cfg.data.autoencoder = str(world / "store"), str(world / "ae")
+    for key, value in overrides.items():
+        obj = cfg
+        *parents, name = key.split(".")
+        for p in parents:
+            obj = getattr(obj, p)
+        setattr(obj, name, value)
+    return cfg
+
+
+def test_run_writes_a_playable_checkpoint(world, tmp_path):
+    result = train_dynamics(tiny(world), tmp_path / "run", progress=False)
+    assert result.step == 6 and all(np.isfinite(result.losses))
+    wm = load_world_model(tmp_path / "run")
+    assert wm.meta["action_meanings"][1] == "UP" and wm.context_frames == 4
+    assert wm.dynamics.cfg.num_actions == 9 and wm.dynamics.cfg.latent_size == (16, 16)
+    # The embedded autoencoder is the one the latents came from.
+    frames = torch.zeros(1, 3, 64, 64)
+    z = wm.autoencoder.encode_normalized(frames)
+    assert z.shape[1:] == (wm.dynamics.cfg.latent_channels, 16, 16)
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert {"loss_main", "loss_head2", "loss_head4", "loss_head8"} <= set(rows[-1])
+
+
+def test_resume_repeats_the_uninterrupted_losses(world, tmp_path, monkeypatch):
+    straight = train_dynamics(tiny(world, grad_cosine_every=2), tmp_path / "a", progress=False)
+    from farsight.train import loop
+
+    original = loop.save_checkpoint
+
+    def crash_after_save(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_dynamics(tiny(world, grad_cosine_every=2), tmp_path / "b", progress=False)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "b")["step"] == 3
+    resumed = train_dynamics(DynamicsRunConfig(), tmp_path / "b", resume=True, progress=False)
+    assert resumed.losses == straight.losses[3:]
+
+
+def test_gradient_cosine_diagnostic_leaves_training_unchanged(world, tmp_path):
+    plain = train_dynamics(tiny(world), tmp_path / "plain", progress=False)
+    diag = train_dynamics(tiny(world, grad_cosine_every=2), tmp_path / "diag", progress=False)
+    assert plain.losses == diag.losses
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "diag" / "tb"))
+    events.Reload()
+    cosines = [t for t in events.Tags()["scalars"] if t.startswith("train/grad_cos/")]
+    assert "train/grad_cos/main~head8" in cosines
+    values = [e.value for e in events.Scalars("train/grad_cos/main~head8")]
+    assert values and all(-1.0 <= v <= 1.0 for v in values)
+
+
+def latent_store(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {"latents": ((4, 8, 8), "float32"), "actions": ((), "int64")}
+    writer = StoreWriter(path, {"env": {"env_id": "synthetic"}}, arrays)
+    for length in (20, 17, 25, 22):
+        writer.add_episode(
+            {
+                "latents": rng.standard_normal((length, 4, 8, 8)).astype(np.float32),
+                "actions": rng.integers(0, 5, length),
+            },
+            terminated=False,
+        )
+    writer.close()
+
+
+def test_ddp_two_processes_match_one_process(tmp_path):
+    latent_store(tmp_path / "store")
+    probe = str(Path(__file__).parent / "probes" / "ddp_dynamics.py")
+    store = str(tmp_path / "store")
+    subprocess.run(
+        [sys.executable, probe, store, str(tmp_path / "one.pt"), "4"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            probe,
+            store,
+            str(tmp_path / "two.pt"),
+            "2",
+            "ddp",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    moved = 0
+    for name, value in one["final"].items():
+        torch.testing.assert_close(two["final"][name], value, rtol=1e-5, atol=1e-6, msg=name)
+        moved += int(not torch.equal(value, one["initial"][name]))
+    assert moved > len(one["final"]) // 2  # training really changed the weights

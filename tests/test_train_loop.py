@@ -1,0 +1,236 @@
+"""The generic training loop: schedule, checkpoints, exact resume, run-folder errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from farsight.cli import main
+from farsight.config import build_config
+from farsight.data.store import EpisodeStore, StoreWriter
+from farsight.train.autoencoder import (
+    AE_RECIPES,
+    AutoencoderRunConfig,
+    frame_dataset,
+    load_autoencoder,
+    train_autoencoder,
+)
+from farsight.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from farsight.train.data import ResumableSampler, step_batches
+from farsight.train.ema import EMA
+from farsight.train.precision import autocast, resolve_precision
+from farsight.train.schedule import lr_factor
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_store(path: Path, episodes: int = 8, size: int = 16, seed: int = 0) -> Path:
+    """Moving squares on a gradient: small, structured, with val and test episodes."""
+    rng = np.random.default_rng(seed)
+    writer = StoreWriter(
+        path,
+        {"split": {"seed": 0, "val": 0.2, "test": 0.2}},
+        {
+            "frames": ((size, size, 3), "uint8"),
+            "actions": ((), "int64"),
+            "rewards": ((), "float32"),
+            "dones": ((), "bool"),
+            "state.pos": ((2,), "float32"),
+        },
+        shard_frames=40,
+    )
+    ramp = np.linspace(0, 200, size, dtype=np.float32)
+    for e in range(episodes):
+        n = 12 + e
+        pos = rng.integers(0, size - 4, (n, 2))
+        frames = np.zeros((n, size, size, 3), np.float32)
+        frames[..., 0] = ramp[None, None, :]
+        frames[..., 2] = ramp[None, :, None]
+        for t, (y, x) in enumerate(pos):
+            frames[t, y : y + 4, x : x + 4] = (255, 255, 0)
+        dones = np.zeros(n, bool)
+        dones[-1] = e % 2 == 0
+        writer.add_episode(
+            {
+                "frames": frames.astype(np.uint8),
+                "actions": rng.integers(0, 3, n),
+                "rewards": rng.random(n, dtype=np.float32),
+                "dones": dones,
+                "state.pos": pos.astype(np.float32),
+            },
+            terminated=e % 2 == 0,
+        )
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory.mktemp("data") / "store")
+
+
+def tiny_config(store: Path, **train) -> AutoencoderRunConfig:
+    overrides = [f"data.path={store}"] + [f"train.{k}={v}" for k, v in train.items()]
+    return build_config(AE_RECIPES, "ae_tiny", overrides)
+
+
+def test_lr_schedule():
+    factors = [lr_factor(s, warmup=10, total=100, min_ratio=0.1) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert factors[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_resumable_sampler_continues_the_stream():
+    straight = ResumableSampler(10, rank=1, world=2, seed=3)
+    it = iter(straight)
+    stream = [next(it) for _ in range(23)]
+    for start in (0, 4, 5, 11):
+        resumed = iter(ResumableSampler(10, rank=1, world=2, seed=3, start=start))
+        assert [next(resumed) for _ in range(23 - start)] == stream[start:]
+
+
+def test_step_batches_resume_without_reloading(store):
+    dataset = frame_dataset(EpisodeStore(store), "train")
+    straight = step_batches(dataset, 4, 0, seed=1, rank=0, world=1)
+    batches = [next(straight)["frames"] for _ in range(6)]
+    resumed = step_batches(dataset, 4, 3, seed=1, rank=0, world=1)
+    for want in batches[3:]:
+        assert torch.equal(next(resumed)["frames"], want)
+
+
+def test_ema_tracks_and_copies_buffers():
+    model = torch.nn.BatchNorm1d(3)
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+        model.running_mean.fill_(5.0)
+    ema.update(model)  # first update: decay min(0.9, 1/10) = 0.1
+    assert torch.allclose(ema.model.weight, torch.full((3,), 0.1 * 1.0 + 0.9 * 2.0))
+    assert torch.equal(ema.model.running_mean, model.running_mean)
+    assert not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_precision_never_fp16():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", cpu) in ("bf16", "fp32")
+    with autocast(cpu, "bf16"):
+        out = torch.nn.Linear(4, 4)(torch.randn(2, 4))
+    assert out.dtype == torch.bfloat16
+
+
+def test_checkpoint_round_trip(tmp_path, store):
+    cfg = tiny_config(store)
+    train_autoencoder(cfg, tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(tmp_path / "run", kind="autoencoder")
+    assert ckpt["step"] == cfg.train.steps
+    assert {"model", "ema", "optimizer", "scheduler", "rng", "data", "config"} <= set(ckpt)
+    model, loaded_cfg, _ = load_autoencoder(tmp_path / "run")
+    assert loaded_cfg == cfg
+    for name, value in ckpt["ema"]["model"].items():
+        assert torch.equal(model.state_dict()[name], value)
+    # The latent scale was estimated from data and is part of the weights.
+    assert model.latent_scale.item() != 1.0
+    # The run folder holds what it promises.
+    run = tmp_path / "run"
+    assert (run / "config.json").is_file() and list((run / "samples").glob("recon_step*.png"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 8] and "psnr_r4" in rows[0]
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert {"val", "test"} <= set(evaluation) and "ssim" in evaluation["test"]
+    assert list((run / "tb").iterdir())
+
+
+def test_checkpoint_errors(tmp_path, store):
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(tmp_path / "junk.pt")
+    other = tmp_path / "other.pt"
+    save_checkpoint(
+        other, kind="dynamics", config=tiny_config(store), step=1, model=torch.nn.Linear(2, 2)
+    )
+    with pytest.raises(CheckpointError, match="'dynamics' checkpoint; this needs a 'autoencoder'"):
+        load_autoencoder(other)
+
+
+def test_resume_repeats_the_uninterrupted_losses(tmp_path, store):
+    """N steps straight == N/2 steps, a resume from the checkpoint, N/2 more (CPU, exact)."""
+    cfg = tiny_config(store, steps=8, ckpt_every=4, val_every=4, deterministic="true")
+    cfg.objective.latent_noise = 0.1  # the objective draws random numbers every step
+    cfg.objective.latent_l2 = 1e-3
+    straight = train_autoencoder(cfg, tmp_path / "straight", progress=False)
+
+    half = tiny_config(store, steps=8, ckpt_every=4, val_every=4, deterministic="true")
+    half.objective = cfg.objective
+    half.train.max_minutes = 1e-9  # stop (with a checkpoint) after the first step...
+    half.train.ckpt_every = 4
+    first = train_autoencoder(half, tmp_path / "resumed", progress=False)
+    assert first.step == 1 and first.stopped == "time"
+    # ...then make the stored config the uninterrupted one and continue to the end.
+    ckpt = load_checkpoint(tmp_path / "resumed")
+    ckpt["config"]["train"]["max_minutes"] = 0.0
+    torch.save(ckpt, tmp_path / "resumed" / "checkpoint.pt")
+    second = train_autoencoder(
+        AutoencoderRunConfig(), tmp_path / "resumed", resume=True, progress=False
+    )
+    assert second.step == 8
+    assert first.losses + second.losses == straight.losses
+    a = load_checkpoint(tmp_path / "straight")
+    b = load_checkpoint(tmp_path / "resumed")
+    for name, value in a["ema"]["model"].items():
+        assert torch.equal(b["ema"]["model"][name], value), name
+
+
+def test_resume_after_a_crash_matches(tmp_path, store, monkeypatch):
+    """A run interrupted after its step-4 checkpoint continues with identical losses."""
+    cfg = tiny_config(store, steps=8, ckpt_every=4, val_every=0)
+    straight = train_autoencoder(cfg, tmp_path / "straight", progress=False)
+    cfg4 = tiny_config(store, steps=8, ckpt_every=4, val_every=0)
+    run = tmp_path / "resumed"
+    # Simulate a crash right after step 4's checkpoint.
+    from farsight.train import loop
+
+    calls = []
+    original = loop.save_checkpoint
+
+    def crash_after_first_save(*args, **kwargs):
+        original(*args, **kwargs)
+        calls.append(kwargs["step"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_first_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_autoencoder(cfg4, run, progress=False)
+    monkeypatch.undo()
+    assert calls == [4]
+    resumed = train_autoencoder(AutoencoderRunConfig(), run, resume=True, progress=False)
+    assert resumed.losses == straight.losses[4:]
+
+
+def test_cli_run_folder_errors(tmp_path, store, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "autoencoder", "--out", str(out), "--resume"]) == 2
+    assert "holds no checkpoint.pt" in capsys.readouterr().err
+    args = ["train", "autoencoder", "ae_tiny", "--data", str(store), "--out", str(out), "--quiet"]
+    assert main([*args, "train.steps=2", "train.val_every=0"]) == 0
+    assert main([*args, "train.steps=2"]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert main(["train", "autoencoder", "--out", str(out), "--resume", "train.steps=3"]) == 2
+    assert "drop the recipe and overrides" in capsys.readouterr().err
+    assert main([*args[:-3], "--out", str(tmp_path / "r2"), "model.kind=vq"]) == 2
+    assert "model.kind" in capsys.readouterr().err
