@@ -1,6 +1,8 @@
-"""``farsight quickstart``: the whole pipeline on the built-in arena, with defaults.
+"""``farsight quickstart``: the whole pipeline on the built-in arena, on a laptop CPU.
 
-Each stage is skipped when its output already exists, so an interrupted quickstart resumes.
+record -> train autoencoder -> encode -> train dynamics -> rollout video, then the command
+that plays the model. Each finished stage is skipped when run again, so an interrupted quickstart
+picks up where it stopped (a training run it interrupted resumes exactly).
 """
 
 from __future__ import annotations
@@ -8,33 +10,88 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from farsight.commands import data as data_cmd
 from farsight.config import apply_overrides
-from farsight.data.recorder import RECORD_RECIPES, record
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quickstart", help="record the built-in arena and preview it")
+    p = sub.add_parser(
+        "quickstart",
+        help="record the arena, train a small world model, write a rollout video",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", default="runs/quickstart", help="folder for everything it makes")
-    p.add_argument("--frames", type=int, default=30_000, help="frames to record")
+    p.add_argument("--frames", type=int, default=20_000, help="frames to record")
+    p.add_argument("--ae-minutes", type=float, default=4.0, help="autoencoder training budget")
+    p.add_argument("--dyn-minutes", type=float, default=15.0, help="dynamics training budget")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
+def _done(out: Path, stage: str) -> bool:
+    return (out / f".{stage}.done").exists()
+
+
+def _mark_done(out: Path, stage: str) -> None:
+    from farsight.io import atomic_write
+
+    atomic_write(out / f".{stage}.done", lambda f: f.write(b"ok\n"))
+
+
 def run(args: argparse.Namespace) -> int:
+    from farsight.data.recorder import RECORD_RECIPES, record
+    from farsight.latents import build_cache
+    from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
+    from farsight.train.dynamics import DYNAMICS_RECIPES, train_dynamics
+
     out = Path(args.out)
-    store = out / "data"
-    print(f"[1/2] recording the built-in arena into {store}")
-    cfg = apply_overrides(
+    store, ae_run, dyn_run = out / "data", out / "autoencoder", out / "dynamics"
+    cache = out / "latents"
+
+    print(f"[1/5] recording {args.frames} frames of the built-in arena into {store}")
+    rec = apply_overrides(
         RECORD_RECIPES.get("arena"), [f"frames={args.frames}", f"seed={args.seed}"]
     )
-    record(cfg, store)
-    video = out / "preview.mp4"
-    print(f"[2/2] writing a preview video to {video}")
-    data_cmd.run_preview(
-        argparse.Namespace(store=str(store), out=str(video), episode=0, frames=300, scale=4, fps=15)
-    )
+    record(rec, store)
+
+    print(f"[2/5] training the frame autoencoder ({args.ae_minutes:g} min) into {ae_run}")
+    if not _done(out, "autoencoder"):
+        ae = apply_overrides(
+            AE_RECIPES.get("ae_cpu"),
+            [
+                f"data.path={store.resolve()}",
+                f"train.max_minutes={args.ae_minutes}",
+                f"train.seed={args.seed}",
+            ],
+        )
+        train_autoencoder(ae, ae_run, resume=(ae_run / "checkpoint.pt").exists())
+        _mark_done(out, "autoencoder")
+
+    print(f"[3/5] encoding the store into the latent cache {cache}")
+    build_cache(ae_run, store, cache)
+
+    print(f"[4/5] training the dynamics model ({args.dyn_minutes:g} min) into {dyn_run}")
+    if not _done(out, "dynamics"):
+        dyn = apply_overrides(
+            DYNAMICS_RECIPES.get("dyn_quickstart"),
+            [
+                f"data.path={store.resolve()}",
+                f"data.autoencoder={ae_run.resolve()}",
+                f"data.cache={cache.resolve()}",
+                f"train.max_minutes={args.dyn_minutes}",
+                f"train.seed={args.seed}",
+            ],
+        )
+        train_dynamics(dyn, dyn_run, resume=(dyn_run / "checkpoint.pt").exists())
+        _mark_done(out, "dynamics")
+
+    video = out / "rollout.mp4"
+    print(f"[5/5] writing an open-loop rollout of a held-out episode to {video}")
+    from farsight.commands.rollout import write_rollout
+
+    write_rollout(dyn_run, store, video, steps=120)
     print()
-    print(f"done. the store:      farsight data info {store}")
-    print(f"      the preview:    {video}")
+    print(f"done. the rollout video:   {video}  (left: the real game, right: the model)")
+    print(f"      play the model:      farsight play --ckpt {dyn_run}")
+    print(f"      its training curves: tensorboard --logdir {out}")
     return 0

@@ -1,0 +1,125 @@
+"""Dynamics training step: tokens/s, achieved FLOP/s against the matmul peak, cost of heads.
+
+The FLOPs of a step (forward + backward) are counted by torch's FlopCounterMode; the peak is
+a large square matmul timed in the same run, with the same threads and dtype. The step is
+timed for the multi-frame heads (1, 2, 4, 8) with the resolution cascade and for next-frame
+only, on the same batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from farsight.bench import Row
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", default="dynamics_quickstart", help="dynamics size preset")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--clip-len", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=5, help="timed steps per variant")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+
+
+def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> float:
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = []
+    for i in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
+
+
+def time_steps(cfg, args, device, precision) -> tuple[list[float], int, int]:
+    """Seconds per training step, FLOPs per step, tokens per step."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from farsight.dynamics_config import ObjectiveConfig
+    from farsight.models.dynamics import DynamicsModel
+    from farsight.objectives import make_objective
+    from farsight.train.precision import autocast
+
+    torch.manual_seed(0)
+    model = DynamicsModel(cfg).to(device)
+    objective = make_objective(ObjectiveConfig())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    frames = args.clip_len + cfg.heads.max_offset - 1
+    h, w = cfg.latent_size
+    batch = {
+        "latents": torch.randn(args.batch_size, frames, cfg.latent_channels, h, w, device=device),
+        "actions": torch.randint(0, cfg.num_actions, (args.batch_size, frames), device=device),
+    }
+
+    def step() -> None:
+        with autocast(device, precision):
+            loss, _ = objective(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    times = []
+    for _ in range(args.repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    gh, gw = cfg.token_grid
+    return times, counter.get_total_flops(), args.batch_size * args.clip_len * gh * gw
+
+
+def run(args: argparse.Namespace) -> list:
+    import torch
+
+    from farsight.dynamics_config import DYNAMICS_SIZES, HEADS_PRESETS
+    from farsight.train.precision import resolve_device, resolve_precision
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    peak = matmul_peak(device, dtype)
+    rows = [Row(f"matmul peak ({precision})", peak / 1e9, "GFLOP/s", "2048^3, same run")]
+    medians = {}
+    for heads in ("heads_skip", "heads_next_frame"):
+        cfg = DYNAMICS_SIZES.get(args.size)
+        cfg.num_actions = 9
+        cfg.heads = HEADS_PRESETS.get(heads)
+        times, flops, tokens = time_steps(cfg, args, device, precision)
+        medians[heads] = med = statistics.median(times)
+        what = f"{args.size}, batch {args.batch_size} x {args.clip_len} frames, {precision}"
+        rows += [
+            Row(f"{heads}: step time", med, "s", what),
+            Row(f"{heads}: tokens/s", tokens / med, "tokens/s", "input tokens, fwd+bwd+AdamW"),
+            Row(f"{heads}: achieved", flops / med / 1e9, "GFLOP/s", "FlopCounterMode FLOPs"),
+            Row(f"{heads}: of matmul peak", 100 * flops / med / peak, "%", "goal >= 40"),
+        ]
+    rows.append(
+        Row(
+            "heads (1,2,4,8)+cascade / next-frame only",
+            medians["heads_skip"] / medians["heads_next_frame"],
+            "x",
+            "step time ratio; goal <= 1.25",
+        )
+    )
+    return rows
