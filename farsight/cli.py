@@ -17,6 +17,7 @@ COMMANDS = (
     "farsight.commands.encode",
     "farsight.commands.quickstart",
     "farsight.commands.play",
+    "farsight.commands.rollout",
 )
 
 # Errors caused by the user's input: shown as one clear line, not a traceback.

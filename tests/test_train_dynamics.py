@@ -67,6 +67,7 @@ def test_run_writes_a_playable_checkpoint(world, tmp_path):
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
     assert {"loss_main", "loss_head2", "loss_head4", "loss_head8"} <= set(rows[-1])
+    assert (tmp_path / "run" / "samples" / "rollout_step0000006.mp4").stat().st_size > 0
 
 
 def test_resume_repeats_the_uninterrupted_losses(world, tmp_path, monkeypatch):

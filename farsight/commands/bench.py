@@ -15,6 +15,8 @@ BENCHES = {
     "record": "farsight.bench.record",
     "loader": "farsight.bench.loader",
     "encode": "farsight.bench.encode",
+    "train": "farsight.bench.train",
+    "rollout": "farsight.bench.rollout",
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from farsight.errors import UsageError
+from farsight.sampling.config import add_sampling_arguments, sampling_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="folder for the page's session recordings (mp4; default ./recordings)",
     )
     p.add_argument("--max-sessions", type=int, default=4, help="concurrent players (default 4)")
+    p.add_argument("--ckpt", help="play a trained world model (dynamics checkpoint or run folder)")
+    p.add_argument(
+        "--data", help="with --ckpt: episode store whose held-out episodes prompt the model"
+    )
+    p.add_argument("--device", default="auto", help="with --ckpt: cpu, cuda, cuda:N or auto")
+    p.add_argument("--seed", type=int, help="with --ckpt: seed of prompts and generation")
+    p.add_argument(
+        "--threads", type=int, default=1, help="with --ckpt: torch CPU threads (default 1; 0: all)"
+    )
+    add_sampling_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -45,8 +56,10 @@ def env_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], str]:
 
     A world model is one more branch here: ``--ckpt`` -> a factory of ``WorldModelEnv``.
     """
+    if getattr(args, "ckpt", None):
+        return world_model_factory(args)
     if args.env is None:
-        raise UsageError("say what to play: --env ENV_ID (e.g. --env arena)")
+        raise UsageError("say what to play: --env ENV_ID (e.g. --env arena) or --ckpt RUN")
     from farsight.envs import EnvConfig, make_env
 
     cfg = EnvConfig(id=args.env, size=args.size)
@@ -54,6 +67,43 @@ def env_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], str]:
     # rather than in the browser; it is closed again at once.
     make_env(cfg).close()
     return (lambda: make_env(cfg)), f"{args.env} (real environment)"
+
+
+def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], str]:
+    """``--ckpt``: load the model once; every session gets its own ``WorldModelEnv`` (own
+    cache and generator) over the shared, read-only weights. Prompts come from ``--data`` (a
+    random held-out episode per reset) or, without it, from a fresh real env of the recorded
+    kind."""
+    from farsight.commands.rollout import set_threads
+    from farsight.train.dynamics import load_world_model
+    from farsight.train.precision import resolve_device
+    from farsight.world_env import WorldModelEnv
+
+    if args.env is not None:
+        raise UsageError("--env and --ckpt exclude each other: play an env or a world model")
+    sampling = sampling_from_args(args)
+    set_threads(args.threads)
+    world_model = load_world_model(args.ckpt, resolve_device(args.device))
+    store = None
+    if args.data:
+        from farsight.data.store import EpisodeStore
+
+        store = EpisodeStore(args.data)
+
+    def make() -> WorldModelEnv:
+        return WorldModelEnv(world_model, store, sampling=sampling, seed=args.seed)
+
+    # Fail here, in the terminal, if the model cannot be prompted (no store, unknown env).
+    probe = make()
+    try:
+        probe.reset(seed=0)
+    except ValueError as e:
+        raise UsageError(f"--ckpt {args.ckpt}: cannot prompt the model: {e}") from None
+    finally:
+        probe.close()
+    name = world_model.meta.get("env_id", "world model")
+    step = getattr(world_model, "step", "?")
+    return make, f"{name} world model ({Path(args.ckpt).name}, step {step})"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -87,9 +87,14 @@ def run(args: argparse.Namespace) -> int:
 
     video = out / "rollout.mp4"
     print(f"[5/5] writing an open-loop rollout of a held-out episode to {video}")
-    from farsight.commands.rollout import write_rollout
+    from farsight.commands.rollout import write_rollout_video
+    from farsight.data.store import EpisodeStore
+    from farsight.train.dynamics import load_world_model
 
-    write_rollout(dyn_run, store, video, steps=120)
+    rollout = write_rollout_video(
+        load_world_model(dyn_run), EpisodeStore(store), video, frames=120, seed=args.seed
+    )
+    print(f"      {rollout.generated} frames generated at {rollout.frames_per_second:.1f} frames/s")
     print()
     print(f"done. the rollout video:   {video}  (left: the real game, right: the model)")
     print(f"      play the model:      farsight play --ckpt {dyn_run}")

@@ -173,8 +173,8 @@ def val_batch(cache, cfg: DynamicsRunConfig, extra: int) -> dict:
 class DynamicsValidation:
     """Validation losses per head on fixed clips and noise (EMA weights), plus a rollout video."""
 
-    def __init__(self, cfg: DynamicsRunConfig, batch: dict, autoencoder: Autoencoder):
-        self.cfg, self.batch, self.autoencoder = cfg, batch, autoencoder
+    def __init__(self, cfg: DynamicsRunConfig, batch: dict, autoencoder: Autoencoder, meta: dict):
+        self.cfg, self.batch, self.autoencoder, self.meta = cfg, batch, autoencoder, meta
         self.objective = make_objective(cfg.objective)
 
     def __call__(self, ctx: ValContext) -> dict[str, float]:
@@ -184,18 +184,34 @@ class DynamicsValidation:
         metrics = {f"loss_{k}": float(v) for k, v in terms.values.items()}
         metrics["loss_total"] = float(terms.total())
         if self.cfg.data.sample_frames > 0:
-            write_sample_video(ctx, self.cfg, batch, self.autoencoder)
+            self.write_sample(ctx)
         return metrics
 
+    def write_sample(self, ctx: ValContext) -> None:
+        """An open-loop rollout of a held-out episode with its true actions, decoded."""
+        from farsight.commands.rollout import write_rollout_video
+        from farsight.data.store import EpisodeStore
 
-def write_sample_video(ctx: ValContext, cfg: DynamicsRunConfig, batch: dict, ae) -> None:
-    """Decode an open-loop rollout from a validation clip's first frames, with its actions."""
-    try:
-        from farsight.world_env import sample_video
-    except ImportError:  # the rollout machinery is optional for training
-        return
-    path = ctx.run_dir / "samples" / f"rollout_step{ctx.step:07d}.mp4"
-    sample_video(ctx.ema, ae, cfg.objective, batch, cfg.data.sample_frames, path)
+        world_model = WorldModel(
+            dynamics=ctx.ema,
+            autoencoder=self.autoencoder.to(ctx.device),
+            objective=self.cfg.objective,
+            meta=self.meta,
+            context_frames=self.cfg.data.clip_len,
+            config=self.cfg,
+            step=ctx.step,
+        )
+        store = EpisodeStore(self.cfg.data.path, verify="size")
+        split = "val" if store.split_episodes("val") else "train"
+        path = ctx.run_dir / "samples" / f"rollout_step{ctx.step:07d}.mp4"
+        write_rollout_video(
+            world_model,
+            store,
+            path,
+            frames=self.cfg.data.sample_frames,
+            split=split,
+            progress=False,
+        )
 
 
 class TrainObjective:
@@ -285,7 +301,9 @@ def train_dynamics(
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(out / "config.json", {"kind": KIND, "config": to_dict(cfg)})
         objective = TrainObjective(cfg, ckpt["step"] if ckpt else 0, info.is_main)
-        validate = DynamicsValidation(cfg, val_batch(cache, cfg, extra), autoencoder)
+        validate = DynamicsValidation(
+            cfg, val_batch(cache, cfg, extra), autoencoder, cache.store.meta["env"]
+        )
 
         def batches(start_step: int):
             objective.step = start_step
