@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ae-minutes", type=float, default=4.0, help="autoencoder training budget")
     p.add_argument("--dyn-minutes", type=float, default=15.0, help="dynamics training budget")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads for training (0: one per core)"
+    )
     p.set_defaults(func=run)
 
 
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
                 f"data.path={store.resolve()}",
                 f"train.max_minutes={args.ae_minutes}",
                 f"train.seed={args.seed}",
+                f"train.threads={args.threads}",
             ],
         )
         train_autoencoder(ae, ae_run, resume=(ae_run / "checkpoint.pt").exists())
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 f"data.cache={cache.resolve()}",
                 f"train.max_minutes={args.dyn_minutes}",
                 f"train.seed={args.seed}",
+                f"train.threads={args.threads}",
             ],
         )
         train_dynamics(dyn, dyn_run, resume=(dyn_run / "checkpoint.pt").exists())
