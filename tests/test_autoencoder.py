@@ -163,3 +163,22 @@ def test_overfit_one_batch(kind):
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0], (losses[0], losses[-1])
     assert logs["psnr"] > 24
+
+
+@pytest.mark.parametrize(
+    "model_changes,loss_changes,logged",
+    [
+        ({"variational": True}, {"kl": 1e-6}, "kl"),
+        ({}, {"latent_noise": 0.1, "latent_l2": 1e-3}, "latent_l2"),
+        ({"kind": "fsq", "fsq_levels": (5, 5, 5)}, {"gradient": 1.0}, "gradient"),
+    ],
+)
+def test_objective_variants(model_changes, loss_changes, logged):
+    torch.manual_seed(0)
+    model = Autoencoder(dataclasses.replace(TINY, **model_changes))
+    objective = ReconstructionObjective(AutoencoderLossConfig(**loss_changes))
+    frames = torch.randint(0, 256, (2, 1, 16, 16, 3), dtype=torch.uint8)  # clip-loader layout
+    loss, logs = objective(model, {"frames": frames})
+    assert torch.isfinite(loss) and logged in logs and "psnr" in logs
+    loss.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())

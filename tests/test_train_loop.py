@@ -89,6 +89,10 @@ def test_lr_schedule():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
     assert factors[-1] == pytest.approx(0.1, abs=1e-3)
+    # A spent time budget ends the cosine early; warmup still goes by steps.
+    assert lr_factor(50, 10, 100, 0.1, time_fraction=1.0) == pytest.approx(0.1)
+    assert lr_factor(50, 10, 100, 0.1, time_fraction=0.2) == factors[50]
+    assert lr_factor(5, 10, 100, 0.1, time_fraction=1.0) == factors[5]
 
 
 def test_resumable_sampler_continues_the_stream():
@@ -168,58 +172,54 @@ def test_checkpoint_errors(tmp_path, store):
         load_autoencoder(other)
 
 
-def test_resume_repeats_the_uninterrupted_losses(tmp_path, store):
-    """N steps straight == N/2 steps, a resume from the checkpoint, N/2 more (CPU, exact)."""
+def test_resume_repeats_the_uninterrupted_losses(tmp_path, store, monkeypatch):
+    """N steps straight == a run that crashes right after its step-N/2 checkpoint, resumed
+    from it with --resume (CPU, deterministic): identical losses and weights."""
     cfg = tiny_config(store, steps=8, ckpt_every=4, val_every=4, deterministic="true")
     cfg.objective.latent_noise = 0.1  # the objective draws random numbers every step
     cfg.objective.latent_l2 = 1e-3
     straight = train_autoencoder(cfg, tmp_path / "straight", progress=False)
 
-    half = tiny_config(store, steps=8, ckpt_every=4, val_every=4, deterministic="true")
-    half.objective = cfg.objective
-    half.train.max_minutes = 1e-9  # stop (with a checkpoint) after the first step...
-    half.train.ckpt_every = 4
-    first = train_autoencoder(half, tmp_path / "resumed", progress=False)
-    assert first.step == 1 and first.stopped == "time"
-    # ...then make the stored config the uninterrupted one and continue to the end.
-    ckpt = load_checkpoint(tmp_path / "resumed")
-    ckpt["config"]["train"]["max_minutes"] = 0.0
-    torch.save(ckpt, tmp_path / "resumed" / "checkpoint.pt")
-    second = train_autoencoder(
-        AutoencoderRunConfig(), tmp_path / "resumed", resume=True, progress=False
-    )
-    assert second.step == 8
-    assert first.losses + second.losses == straight.losses
-    a = load_checkpoint(tmp_path / "straight")
-    b = load_checkpoint(tmp_path / "resumed")
-    for name, value in a["ema"]["model"].items():
-        assert torch.equal(b["ema"]["model"][name], value), name
-
-
-def test_resume_after_a_crash_matches(tmp_path, store, monkeypatch):
-    """A run interrupted after its step-4 checkpoint continues with identical losses."""
-    cfg = tiny_config(store, steps=8, ckpt_every=4, val_every=0)
-    straight = train_autoencoder(cfg, tmp_path / "straight", progress=False)
-    cfg4 = tiny_config(store, steps=8, ckpt_every=4, val_every=0)
-    run = tmp_path / "resumed"
-    # Simulate a crash right after step 4's checkpoint.
     from farsight.train import loop
 
-    calls = []
+    saved = []
     original = loop.save_checkpoint
 
     def crash_after_first_save(*args, **kwargs):
         original(*args, **kwargs)
-        calls.append(kwargs["step"])
+        saved.append(kwargs["step"])
         raise KeyboardInterrupt
 
     monkeypatch.setattr(loop, "save_checkpoint", crash_after_first_save)
     with pytest.raises(KeyboardInterrupt):
-        train_autoencoder(cfg4, run, progress=False)
+        train_autoencoder(cfg, tmp_path / "resumed", progress=False)
     monkeypatch.undo()
-    assert calls == [4]
-    resumed = train_autoencoder(AutoencoderRunConfig(), run, resume=True, progress=False)
+    assert saved == [4]
+    resumed = train_autoencoder(
+        AutoencoderRunConfig(), tmp_path / "resumed", resume=True, progress=False
+    )
+    assert resumed.step == 8
     assert resumed.losses == straight.losses[4:]
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    for name, value in a["ema"]["model"].items():
+        assert torch.equal(b["ema"]["model"][name], value), name
+    for name, value in a["model"].items():
+        assert torch.equal(b["model"][name], value), name
+    # The metrics log keeps one row per validation, none duplicated by the restart.
+    rows = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [4, 8]
+
+
+def test_time_budget_stops_with_a_checkpoint_and_anneals(tmp_path, store):
+    cfg = tiny_config(store, steps=100, max_minutes=1e-9)
+    cfg.train.optim.warmup_steps = 0
+    result = train_autoencoder(cfg, tmp_path / "run", progress=False)
+    assert result.step == 1 and result.stopped == "time"
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["step"] == 1 and ckpt["data"]["train_seconds"] > 0
+    # The budget was spent at once, so the LR went straight to the end of the cosine.
+    lr = ckpt["optimizer"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(cfg.train.optim.lr * cfg.train.optim.min_lr_ratio)
 
 
 def test_cli_run_folder_errors(tmp_path, store, capsys):

@@ -83,13 +83,13 @@ def run(args: argparse.Namespace) -> list[Row]:
 
     rows = []
     precisions = ["fp32"] + (["bf16"] if bf16_is_fast(device) else [])
+    if len(precisions) == 1:
+        what += f"; bf16 not timed: this {device.type} has no native bf16 kernels"
     for precision in precisions:
         rate, _ = median_rate(lambda p=precision: encode(p), repeats=args.repeats)
         rows.append(Row(f"encode frames/s ({device.type}, {precision})", rate, "frames/s", what))
         rate, _ = median_rate(lambda p=precision: decode(p), repeats=args.repeats)
         rows.append(Row(f"decode frames/s ({device.type}, {precision})", rate, "frames/s", what))
-    if len(precisions) == 1:
-        rows.append(Row("bf16 timed", 0, "", f"{device} has no native bf16 kernels: fp32 only"))
 
     # End to end: store -> latent cache (reading, CRC checks, encoding, writing shards).
     with tempfile.TemporaryDirectory() as tmp:

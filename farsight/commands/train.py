@@ -10,8 +10,8 @@ import importlib
 TRAINERS = {
     "autoencoder": (
         "farsight.train.autoencoder",
-        "train the frame autoencoder on an episode store (recipes: ae_cpu, ae_arena, ae_atari, "
-        "ae_fsq, ae_vae, ae_gpu, ae_tiny)",
+        "train the frame autoencoder on an episode store (recipes: ae_cpu, ae_arena, "
+        "ae_arena_hifi, ae_atari, ae_fsq, ae_vae, ae_gpu, ae_tiny)",
     ),
     "dynamics": (
         "farsight.train.dynamics",

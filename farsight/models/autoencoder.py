@@ -7,9 +7,10 @@ Two latent kinds share one network:
   level; FSQ bounds and rounds it to codes; indices <-> codes both ways.
 
 The network: optional pixel-unshuffle stem (space-to-depth by ``patch``: the cheap way to start
-at lower resolution on a CPU), ResNet blocks with GroupNorm at each resolution, stride-2
-convolutions between them, self-attention at the bottleneck, mirrored decoder with
-nearest-neighbour upsampling.
+at lower resolution on a CPU; patch = factor runs everything at the latent resolution), ResNet
+blocks with GroupNorm at each resolution, stride-2 convolutions between them, optional
+self-attention at the bottleneck, a mirrored decoder with nearest-neighbour upsampling, and an
+optional linear space-to-channel shortcut around both (``shortcut``).
 
 The latent statistics (``latent_shift``, ``latent_scale``: buffers, saved with the weights)
 are estimated from data after training; ``normalize`` maps raw latents to roughly unit

@@ -42,7 +42,9 @@ class TrainConfig:
     val_every: int = 500
     ckpt_every: int = 500
     max_minutes: float = 0.0
-    """Stop (with a checkpoint) after this much wall-clock training time; 0: no limit."""
+    """Wall-clock training budget; 0: none. The run stops (with a checkpoint) when it is spent,
+    and the cosine LR decay follows whichever of steps and minutes runs out first, so a
+    budgeted run always anneals (its LR then depends on elapsed time: resume is not bit-exact)."""
     deterministic: bool = False
     """torch.use_deterministic_algorithms: slower, for exact-resume checks."""
     threads: int = 0

@@ -10,7 +10,9 @@ bar. Every ``val_every``: the run's validation hook on the EMA (and raw) model. 
 Exact resume: the batches are a pure function of the step (``farsight.train.data``), and each
 step's torch RNG is seeded from (seed, rank, step), so randomness drawn by an objective (noise,
 masks, VAE samples) does not depend on where a run was interrupted. A resumed run therefore
-repeats the uninterrupted run's losses exactly (on CPU, deterministic kernels).
+repeats the uninterrupted run's losses exactly (on CPU, deterministic kernels). The one
+exception is a wall-clock budget (``train.max_minutes``): the LR then also follows elapsed
+time (the cosine ends when the budget does, however busy the machine), so it is not bit-exact.
 
 Scale-out: ``wrap`` (e.g. DDP) is applied to the model in one place; the optimizer, the EMA and
 the checkpoints keep using the unwrapped module.
@@ -39,7 +41,7 @@ from farsight.train.checkpoint import CHECKPOINT_NAME, save_checkpoint, set_rng_
 from farsight.train.config import TrainConfig
 from farsight.train.ema import EMA
 from farsight.train.precision import autocast, resolve_device, resolve_precision
-from farsight.train.schedule import make_optimizer, make_scheduler
+from farsight.train.schedule import lr_factor, make_optimizer, set_lr
 
 Objective = Callable[[nn.Module, Any], tuple[Tensor, dict[str, Any]]]
 Batches = Callable[[int], Iterator[Any]]
@@ -161,16 +163,16 @@ def train(
 
     model.to(device)
     optimizer = make_optimizer(model, cfg.optim)
-    scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
     ema = EMA(model, cfg.ema_decay)
     step = 0
+    seconds_before = 0.0  # training time of earlier sessions of this run
     if resume is not None:
         model.load_state_dict(resume["model"])
         ema.load_state_dict(resume["ema"])
         optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
         set_rng_state(resume["rng"])
         step = int(resume["step"])
+        seconds_before = float(resume.get("data", {}).get("train_seconds", 0.0))
         saved_world = resume.get("data", {}).get("world", world)
         if saved_world != world and is_main:
             print(f"note: resuming a run of {saved_world} ranks on {world}: the data order differs")
@@ -197,8 +199,12 @@ def train(
             model=model,
             ema=ema,
             optimizer=optimizer,
-            scheduler=scheduler,
-            data={"samples_per_rank": step * cfg.batch_size, "world": world, "seed": cfg.seed},
+            data={
+                "samples_per_rank": step * cfg.batch_size,
+                "world": world,
+                "seed": cfg.seed,
+                "train_seconds": train_seconds(),
+            },
             extra={
                 **(extra or {}),
                 "metrics": metrics,
@@ -234,12 +240,33 @@ def train(
         dynamic_ncols=True,
     )
     start_time = time.monotonic()
+
+    def train_seconds() -> float:
+        return seconds_before + time.monotonic() - start_time
+
+    budget = cfg.max_minutes * 60.0
+    synced = budget > 0 and world > 1 and torch.distributed.is_initialized()
+
+    def time_fraction() -> float:
+        """Elapsed share of the time budget; rank 0's clock on every rank (same LR, same stop)."""
+        if budget <= 0:
+            return 0.0
+        fraction = train_seconds() / budget
+        if synced:
+            shared = torch.tensor(fraction, dtype=torch.float64, device=device)
+            torch.distributed.broadcast(shared, src=0)
+            fraction = float(shared.item())
+        return fraction
+
     window_start, window_steps = time.monotonic(), 0
     trained.train()
     try:
         while step < cfg.steps:
             torch.manual_seed(step_seed(cfg.seed, rank, step))
             batch = to_device(next(data), device)
+            o = cfg.optim
+            factor = lr_factor(step, o.warmup_steps, cfg.steps, o.min_lr_ratio, time_fraction())
+            lr = set_lr(optimizer, factor)
             with autocast(device, precision):
                 loss, logs = objective(trained, batch)
             optimizer.zero_grad(set_to_none=True)
@@ -254,7 +281,6 @@ def train(
                     f"{run_dir / CHECKPOINT_NAME} (lower train.optim.lr or check the data)"
                 )
             optimizer.step()
-            scheduler.step()
             ema.update(model)
             step += 1
             window_steps += 1
@@ -263,22 +289,16 @@ def train(
             if is_main and cfg.log_every and step % cfg.log_every == 0:
                 elapsed = time.monotonic() - window_start
                 writer.add_scalar("train/loss", loss_value, step)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                writer.add_scalar("train/lr", lr, step)
                 writer.add_scalar("train/grad_norm", _float(grad_norm), step)
                 writer.add_scalar("train/steps_per_s", window_steps / max(elapsed, 1e-9), step)
                 for k, v in logs.items():
                     writer.add_scalar(f"train/{k}", _float(v), step)
-                bar.set_postfix(loss=f"{loss_value:.4g}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+                bar.set_postfix(loss=f"{loss_value:.4g}", lr=f"{lr:.2g}")
                 window_start, window_steps = time.monotonic(), 0
             bar.update(1)
 
-            out_of_time = (
-                cfg.max_minutes > 0 and time.monotonic() - start_time > cfg.max_minutes * 60
-            )
-            if cfg.max_minutes > 0 and world > 1 and torch.distributed.is_initialized():
-                flag = torch.tensor(float(out_of_time), device=device)  # all ranks stop together
-                torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX)
-                out_of_time = bool(flag.item())
+            out_of_time = budget > 0 and time_fraction() >= 1.0
             last = step == cfg.steps or out_of_time
             validating = (cfg.val_every and step % cfg.val_every == 0) or last
             saving = (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last

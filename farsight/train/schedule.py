@@ -1,9 +1,12 @@
-"""AdamW with decoupled weight decay on matrices only, and a warmup + cosine LR schedule."""
+"""AdamW with decoupled weight decay on matrices only, and a warmup + cosine LR schedule.
+
+The schedule is a pure function of (step, elapsed fraction of the time budget); the loop sets
+the LR from it before every step, so there is no scheduler state to save beyond the step.
+"""
 
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import torch
 from torch import nn
@@ -11,12 +14,18 @@ from torch import nn
 from farsight.train.config import OptimConfig
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier at ``step`` (0-based): linear warmup to 1, cosine down to ``min_ratio``."""
+def lr_factor(
+    step: int, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0
+) -> float:
+    """LR multiplier at ``step`` (0-based): linear warmup to 1, cosine down to ``min_ratio``.
+
+    The cosine's progress is the larger of the step fraction and ``time_fraction`` (elapsed /
+    time budget), so a run with a wall-clock budget anneals fully whichever budget ends first.
+    """
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     span = max(total - warmup, 1)
-    progress = min(max(step - warmup, 0) / span, 1.0)
+    progress = min(max(max(step - warmup, 0) / span, time_fraction), 1.0)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -33,8 +42,9 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    fn = partial(lr_factor, warmup=cfg.warmup_steps, total=total_steps, min_ratio=cfg.min_lr_ratio)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
+    """Set every group's LR to its base LR (``initial_lr``) times ``factor``; returns group 0's."""
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+        group["lr"] = group["initial_lr"] * factor
+    return optimizer.param_groups[0]["lr"]
