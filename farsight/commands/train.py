@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 # model -> (module with run_command(args), help). Modules are imported only when run, so the
 # CLI starts fast. A trainer for another model adds a line here.
@@ -63,3 +64,30 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return importlib.import_module(args.trainer_module).run_command(args)
+
+
+def config_from_args(args: argparse.Namespace, book, default_recipe: str, empty):
+    """The run config a ``train`` command asks for: recipe, then flags, then overrides.
+
+    With ``--resume`` the checkpoint's stored config is used, so no recipe, flag or override
+    is accepted and ``empty()`` (a default config, for re-pointed data paths) is returned.
+    """
+    from farsight.config import build_config
+    from farsight.errors import UsageError
+    from farsight.train.checkpoint import CHECKPOINT_NAME, CheckpointError
+
+    recipe, overrides = args.recipe, list(args.overrides)
+    if recipe and "=" in recipe:
+        recipe, overrides = None, [recipe, *overrides]
+    flags = {"train.steps": args.steps, "train.device": args.device}
+    fixed = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    if not args.resume:
+        return build_config(book, recipe or default_recipe, overrides, fixed)
+    if recipe or overrides or fixed:
+        raise UsageError(
+            "--resume continues a run with the config stored in its checkpoint; "
+            "drop the recipe and overrides (or start a new --out)"
+        )
+    if not (Path(args.out) / CHECKPOINT_NAME).exists():
+        raise CheckpointError(f"--resume: run folder {args.out} holds no {CHECKPOINT_NAME}")
+    return empty()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from farsight.config import RecipeBook, build_config, from_dict, to_dict
+from farsight.config import RecipeBook, from_dict, to_dict
 from farsight.data.loader import ClipDataset
 from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
@@ -31,7 +31,7 @@ from farsight.models.autoencoder import (
     images_to_frames,
 )
 from farsight.objectives.autoencoder import AutoencoderLossConfig, ReconstructionObjective
-from farsight.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from farsight.train.config import TrainConfig
 from farsight.train.data import step_batches
 from farsight.train.loop import TrainResult, ValContext, seed_everything, train
@@ -377,26 +377,11 @@ def train_autoencoder(
 
 
 def run_command(args: argparse.Namespace) -> int:
-    recipe, overrides = args.recipe, list(args.overrides)
-    if recipe and "=" in recipe:
-        recipe, overrides = None, [recipe, *overrides]
-    flags = {"train.steps": args.steps, "train.device": args.device}
-    fixed = [f"{k}={v}" for k, v in flags.items() if v is not None]
-    data = str(Path(args.data).resolve()) if args.data else ""
-    if args.resume:
-        if recipe or overrides or fixed:
-            raise UsageError(
-                "--resume continues a run with the config stored in its checkpoint; "
-                "drop the recipe and overrides (or start a new --out)"
-            )
-        if not (Path(args.out) / CHECKPOINT_NAME).exists():
-            raise CheckpointError(f"--resume: run folder {args.out} holds no {CHECKPOINT_NAME}")
-        cfg = AutoencoderRunConfig()
-        cfg.data.path = data
-    else:
-        cfg = build_config(AE_RECIPES, recipe or "ae_cpu", overrides, fixed)
-        if data:
-            cfg.data.path = data
+    from farsight.commands.train import config_from_args
+
+    cfg = config_from_args(args, AE_RECIPES, "ae_cpu", AutoencoderRunConfig)
+    if args.data:
+        cfg.data.path = str(Path(args.data).resolve())
     result = train_autoencoder(cfg, args.out, resume=args.resume, progress=not args.quiet)
     print(f"run {args.out}: step {result.step} ({result.stopped}); checkpoint {CHECKPOINT_NAME}")
     return 0

@@ -16,7 +16,6 @@ rollouts) and ``tb/``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from farsight.config import RecipeBook, build_config, from_dict, to_dict
+from farsight.config import RecipeBook, from_dict, to_dict
 from farsight.dynamics_config import (
     DynamicsConfig,
     ObjectiveConfig,
@@ -392,25 +391,12 @@ def load_world_model(
 
 
 def run_command(args: argparse.Namespace) -> int:
-    recipe, overrides = args.recipe, list(args.overrides)
-    if recipe and "=" in recipe:
-        recipe, overrides = None, [recipe, *overrides]
-    flags = {"train.steps": args.steps, "train.device": args.device}
-    fixed = [f"{k}={v}" for k, v in flags.items() if v is not None]
-    paths = {
-        "path": str(Path(args.data).resolve()) if args.data else "",
-        "autoencoder": str(Path(args.autoencoder).resolve()) if args.autoencoder else "",
-    }
-    if args.resume:
-        if recipe or overrides or fixed:
-            raise UsageError(
-                "--resume continues a run with the config stored in its checkpoint; "
-                "drop the recipe and overrides (or start a new --out)"
-            )
-        cfg = DynamicsRunConfig()
-    else:
-        cfg = build_config(DYNAMICS_RECIPES, recipe or "dyn_quickstart", overrides, fixed)
-    cfg.data = dataclasses.replace(cfg.data, **{k: v for k, v in paths.items() if v})
+    from farsight.commands.train import config_from_args
+
+    cfg = config_from_args(args, DYNAMICS_RECIPES, "dyn_quickstart", DynamicsRunConfig)
+    for key, value in (("path", args.data), ("autoencoder", args.autoencoder)):
+        if value:
+            setattr(cfg.data, key, str(Path(value).resolve()))
     result = train_dynamics(cfg, args.out, resume=args.resume, progress=not args.quiet)
     print(f"run {args.out}: step {result.step} ({result.stopped})")
     return 0
