@@ -220,6 +220,9 @@ def test_time_budget_stops_with_a_checkpoint_and_anneals(tmp_path, store):
     # The budget was spent at once, so the LR went straight to the end of the cosine.
     lr = ckpt["optimizer"]["param_groups"][0]["lr"]
     assert lr == pytest.approx(cfg.train.optim.lr * cfg.train.optim.min_lr_ratio)
+    # Resuming a run whose budget is spent does nothing.
+    again = train_autoencoder(AutoencoderRunConfig(), tmp_path / "run", resume=True, progress=False)
+    assert again.step == 1 and load_checkpoint(tmp_path / "run")["step"] == 1
 
 
 def test_cli_run_folder_errors(tmp_path, store, capsys):

@@ -309,9 +309,11 @@ def train_autoencoder(
         )
         stored.data.path = cfg.data.path or stored.data.path  # a moved store may be re-pointed
         cfg = stored
-        if ckpt["step"] >= cfg.train.steps:
+        spent = ckpt["data"].get("train_seconds", 0.0) >= cfg.train.max_minutes * 60 > 0
+        if ckpt["step"] >= cfg.train.steps or spent:
             if progress:
-                print(f"run {out} is complete: step {ckpt['step']} of {cfg.train.steps}")
+                why = "its time budget is spent" if spent else "all steps done"
+                print(f"run {out} is complete ({why}): step {ckpt['step']}")
             return TrainResult(step=ckpt["step"], metrics=ckpt["extra"].get("metrics", {}))
     elif (out / CHECKPOINT_NAME).exists():
         raise UsageError(

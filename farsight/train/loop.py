@@ -261,7 +261,8 @@ def train(
     window_start, window_steps = time.monotonic(), 0
     trained.train()
     try:
-        while step < cfg.steps:
+        # A resumed run whose time budget is already spent has nothing left to do.
+        while step < cfg.steps and not (budget > 0 and seconds_before >= budget):
             torch.manual_seed(step_seed(cfg.seed, rank, step))
             batch = to_device(next(data), device)
             o = cfg.optim
