@@ -118,7 +118,12 @@ def latent_store(path: Path) -> None:
     writer.close()
 
 
-def test_ddp_two_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize(
+    "strategy, split_at", [("ddp", 0), ("fsdp", 0), ("fsdp", 2)], ids=["ddp", "fsdp", "fsdp-resume"]
+)
+def test_two_processes_match_one_process(tmp_path, strategy, split_at):
+    """DDP and FSDP2 on 2 ranks reach one process's parameters and EMA with the same global
+    batch; an FSDP2 run stopped at step 2 and resumed from its (gathered) checkpoint too."""
     latent_store(tmp_path / "store")
     probe = str(Path(__file__).parent / "probes" / "ddp_dynamics.py")
     store = str(tmp_path / "store")
@@ -128,7 +133,8 @@ def test_ddp_two_processes_match_one_process(tmp_path):
         capture_output=True,
         timeout=300,
     )
-    subprocess.run(
+    args = [strategy] + ([str(split_at)] if split_at else [])
+    two_ranks = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -139,15 +145,17 @@ def test_ddp_two_processes_match_one_process(tmp_path):
             store,
             str(tmp_path / "two.pt"),
             "2",
-            "ddp",
+            *args,
         ],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert two_ranks.returncode == 0, two_ranks.stderr[-3000:]
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     moved = 0
     for name, value in one["final"].items():
         torch.testing.assert_close(two["final"][name], value, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(two["ema"][name], one["ema"][name], rtol=1e-5, atol=1e-6)
         moved += int(not torch.equal(value, one["initial"][name]))
     assert moved > len(one["final"]) // 2  # training really changed the weights

@@ -237,3 +237,30 @@ def test_cli_run_folder_errors(tmp_path, store, capsys):
     assert "drop the recipe and overrides" in capsys.readouterr().err
     assert main([*args[:-3], "--out", str(tmp_path / "r2"), "model.kind=vq"]) == 2
     assert "model.kind" in capsys.readouterr().err
+
+
+def test_optimizer_state_moves_between_index_and_name_keys():
+    """An unsharded run's optimizer state (parameters by index, groups as make_optimizer
+    builds them) converts to names, as a resumed FSDP2 run reads it, and a name-keyed one (as
+    FSDP2 runs save it) loads into an unsharded model."""
+    from farsight.parallel import _index_to_name, load_optimizer_state
+    from farsight.train.config import OptimConfig
+    from farsight.train.schedule import make_optimizer, set_lr
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    opt = make_optimizer(model, OptimConfig())
+    set_lr(opt, 0.5)
+    model(torch.randn(5, 3)).square().sum().backward()
+    opt.step()
+    saved = opt.state_dict()
+
+    fresh = make_optimizer(model, OptimConfig())
+    by_name = _index_to_name(model, fresh, saved)
+    assert set(by_name["state"]) == {n for n, _ in model.named_parameters()}
+    load_optimizer_state(model, fresh, by_name)
+    loaded = fresh.state_dict()
+    for i, state in saved["state"].items():
+        for key, value in state.items():
+            torch.testing.assert_close(loaded["state"][i][key], value)
+    assert loaded["param_groups"][0]["initial_lr"] == saved["param_groups"][0]["initial_lr"]

@@ -34,13 +34,7 @@ from farsight import diffusion
 from farsight.config import ConfigError
 from farsight.dynamics_config import HeadsConfig, ObjectiveConfig
 from farsight.models.layers import pool_latents
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model under a DDP / compile wrapper (for its config and parameter groups)."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
+from farsight.parallel import all_reduce_sum, is_sharded, local, unwrap
 
 
 def input_frames(batch: dict, max_offset: int) -> int:
@@ -293,7 +287,8 @@ def head_gradient_cosines(model: nn.Module, terms: LossTerms) -> dict[str, Tenso
     (embeddings and blocks before the branch), and each gradient's norm.
 
     Costs one backward pass per head: run it every few hundred steps, on the unwrapped model
-    (not under DDP), before ``terms.total().backward()`` (it keeps the graph).
+    (not under DDP), before ``terms.total().backward()`` (it keeps the graph). On a sharded
+    (FSDP) model every rank must call it: the dot products of the shards are summed over ranks.
     Keys: ``grad_cos/<a>~<b>`` and ``grad_norm/<a>`` with a, b in main, head2, ..., aux.
     """
     params = [p for p in unwrap(model).shared_parameters() if p.requires_grad]
@@ -302,15 +297,19 @@ def head_gradient_cosines(model: nn.Module, terms: LossTerms) -> dict[str, Tenso
         grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
         flat[name] = torch.cat(
             [
-                (g if g is not None else torch.zeros_like(p)).float().flatten()
+                local(g if g is not None else torch.zeros_like(p)).float().flatten()
                 for g, p in zip(grads, params, strict=True)
             ]
         )
-    out = {f"grad_norm/{name}": g.norm() for name, g in flat.items()}
     names = list(flat)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            out[f"grad_cos/{a}~{b}"] = torch.nn.functional.cosine_similarity(
-                flat[a], flat[b], dim=0, eps=1e-12
-            )
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i:]]
+    dots = torch.stack([flat[a] @ flat[b] for a, b in pairs])
+    if is_sharded(unwrap(model)):
+        all_reduce_sum(dots)
+    dot = dict(zip(pairs, dots, strict=True))
+    out = {f"grad_norm/{a}": dot[a, a].sqrt() for a in names}
+    for a, b in pairs:
+        if a != b:
+            norms = (dot[a, a] * dot[b, b]).sqrt().clamp_min(1e-12)
+            out[f"grad_cos/{a}~{b}"] = dot[a, b] / norms
     return out

@@ -89,14 +89,16 @@ def save_checkpoint(
     kind: str,
     config: Any,
     step: int,
-    model: torch.nn.Module,
+    model: torch.nn.Module | dict,
     ema: Any = None,
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: torch.optim.Optimizer | dict | None = None,
     scheduler: Any = None,
     data: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write a checkpoint atomically: a crash leaves the previous file intact."""
+    """Write a checkpoint atomically: a crash leaves the previous file intact.
+
+    ``model`` and ``optimizer`` are modules or their (full, already gathered) state dicts."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -104,9 +106,11 @@ def save_checkpoint(
         "config_class": config_class_name(config),
         "config": to_dict(config),
         "step": int(step),
-        "model": model.state_dict(),
+        "model": model if isinstance(model, dict) else model.state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "optimizer": optimizer.state_dict()
+        if isinstance(optimizer, torch.optim.Optimizer)
+        else optimizer,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": rng_state(),
         "data": data or {},

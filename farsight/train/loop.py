@@ -14,12 +14,14 @@ repeats the uninterrupted run's losses exactly (on CPU, deterministic kernels). 
 exception is a wall-clock budget (``train.max_minutes``): the LR then also follows elapsed
 time (the cosine ends when the budget does, however busy the machine), so it is not bit-exact.
 
-Scale-out: ``wrap`` (e.g. DDP) is applied to the model in one place; the optimizer, the EMA and
-the checkpoints keep using the unwrapped module.
+Scale-out: ``wrap`` (DDP, or FSDP2 sharding in place; ``farsight.parallel``) is applied to the
+model in one place; the optimizer, the EMA and the checkpoints keep using the unwrapped module.
+Checkpoints always hold whole tensors, gathered on rank 0 when the model is sharded.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -37,6 +39,13 @@ from tqdm import tqdm
 from farsight.data.loader import rank_and_world
 from farsight.errors import FarsightError
 from farsight.io import atomic_write
+from farsight.parallel import (
+    full_tensor,
+    is_sharded,
+    load_optimizer_state,
+    model_state,
+    optimizer_state,
+)
 from farsight.train.checkpoint import CHECKPOINT_NAME, save_checkpoint, set_rng_state
 from farsight.train.config import TrainConfig
 from farsight.train.ema import EMA
@@ -162,21 +171,27 @@ def train(
         torch.use_deterministic_algorithms(True)
 
     model.to(device)
-    optimizer = make_optimizer(model, cfg.optim)
-    ema = EMA(model, cfg.ema_decay)
     step = 0
     seconds_before = 0.0  # training time of earlier sessions of this run
+    # Full weights go in before ``wrap`` may shard the model; the optimizer comes after it.
     if resume is not None:
         model.load_state_dict(resume["model"])
+    ema = EMA(model, cfg.ema_decay)
+    if resume is not None:
         ema.load_state_dict(resume["ema"])
-        optimizer.load_state_dict(resume["optimizer"])
+    trained = wrap(model) if wrap is not None else model
+    sharded = is_sharded(model)
+    optimizer = make_optimizer(model, cfg.optim)
+    ema.track(model)
+    if resume is not None:
+        load_optimizer_state(model, optimizer, resume["optimizer"])
         set_rng_state(resume["rng"])
         step = int(resume["step"])
         seconds_before = float(resume.get("data", {}).get("train_seconds", 0.0))
         saved_world = resume.get("data", {}).get("world", world)
         if saved_world != world and is_main:
             print(f"note: resuming a run of {saved_world} ranks on {world}: the data order differs")
-    trained = wrap(model) if wrap is not None else model
+    replica: list[nn.Module] = []  # sharded runs: rank 0's whole copy of the raw weights
 
     writer = None
     metrics_log = None
@@ -189,6 +204,10 @@ def train(
         metrics_log = MetricsLog(run_dir, step)
 
     def checkpoint(metrics: dict) -> None:
+        # Gathering a sharded model's state is a collective: every rank takes part.
+        model_dict = model_state(model)
+        optimizer_dict = optimizer_state(model, optimizer)
+        ema.sync(model)
         if not is_main:
             return
         save_checkpoint(
@@ -196,9 +215,9 @@ def train(
             kind=kind,
             config=config,
             step=step,
-            model=model,
+            model=model_dict,
             ema=ema,
-            optimizer=optimizer,
+            optimizer=optimizer_dict,
             data={
                 "samples_per_rank": step * cfg.batch_size,
                 "world": world,
@@ -214,15 +233,25 @@ def train(
         )
 
     def run_validation() -> dict[str, float]:
-        if validate is None or not is_main:
+        if validate is None:
             return {}
-        trained.eval()
+        raw = model
+        if sharded:
+            # Validation runs on rank 0 alone, so it gets whole (gathered) weights.
+            full = model_state(model)
+            ema.sync(model)
+            if is_main:
+                if not replica:
+                    replica.append(copy.deepcopy(ema.model))
+                raw = replica[0]
+                raw.load_state_dict(full)
+        if not is_main:
+            return {}
+        raw.eval()
         # Validation may draw random numbers; fork so training's streams are untouched.
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            metrics = validate(
-                ValContext(step, model, ema.model, device, precision, run_dir, writer)
-            )
+            metrics = validate(ValContext(step, raw, ema.model, device, precision, run_dir, writer))
         trained.train()
         for k, v in metrics.items():
             writer.add_scalar(f"val/{k}", v, step)
@@ -275,6 +304,7 @@ def train(
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
             )
+            grad_norm = full_tensor(grad_norm)  # a DTensor when sharded: every rank gathers
             loss_value = _float(loss)
             if not math.isfinite(loss_value):
                 raise TrainingError(
