@@ -1,5 +1,6 @@
 """World-model rollout speed: frames/s with decoding, flatness over 2,000 frames, KV cache vs
-recomputing the window (open-oasis), and the cost of the ``dynamic`` context policy.
+recomputing the window (open-oasis), the cost of the ``dynamic`` context policy, and the
+memory of a 10,000-frame rollout.
 
 Speed does not depend on the weights, so without ``--ckpt`` a randomly initialised model of the
 quickstart size is timed: ``dynamics_quickstart`` over the ``ae_arena`` autoencoder's latents
@@ -40,7 +41,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compare-threads", default="2", help="also time frames/s at these thread counts"
     )
+    p.add_argument(
+        "--memory-frames",
+        type=int,
+        default=10_000,
+        help="length of the rollout whose memory is tracked (0: skip)",
+    )
+    p.add_argument(
+        "--memory-steps",
+        type=int,
+        default=1,
+        help="denoising steps of that rollout (memory does not depend on them; time does)",
+    )
     p.add_argument("--device", default="cpu")
+
+
+def resident_bytes() -> int:
+    """This process's resident set size now (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def quickstart_world_model(device: torch.device):
@@ -255,6 +279,41 @@ def run(args: argparse.Namespace) -> list[Row]:
                     f"{os.getloadavg()[0]:.1f}",
                 )
             )
+        if args.memory_frames > 0:
+            torch.set_num_threads(args.threads)
+            rows.extend(memory_rows(make_env(steps=args.memory_steps), args.memory_frames, rng))
     finally:
         torch.set_num_threads(threads_before)
     return rows
+
+
+def memory_rows(env, frames: int, rng: np.random.Generator) -> list[Row]:
+    """Step one rollout ``frames`` frames through ``WorldModelEnv.step`` (decoding included),
+    reading the process's resident memory and the rollout state's tensor bytes as it goes."""
+    from tqdm import tqdm
+
+    marks = sorted({min(1000, frames), frames // 2, frames})
+    seen, t0 = {}, time.perf_counter()
+    actions = rng.integers(0, env.action_space.n, frames)
+    for i in tqdm(range(frames), desc="memory rollout", unit="frame", leave=False):
+        env.step(int(actions[i]))
+        if i + 1 in marks:
+            seen[i + 1] = (resident_bytes(), env.state.tensor_bytes())
+    seconds = time.perf_counter() - t0
+    first, last = marks[0], marks[-1]
+    trace = ", ".join(f"{m:,}: {seen[m][0] / 2**20:.1f} MiB" for m in marks)
+    return [
+        Row(
+            f"resident memory at frame {last:,} / frame {first:,}",
+            seen[last][0] / seen[first][0],
+            "x",
+            f"one rollout through WorldModelEnv.step, decoding included ({seconds:.0f} s); "
+            f"RSS {trace}",
+        ),
+        Row(
+            f"rollout state at frame {last:,} / frame {first:,}",
+            seen[last][1] / seen[first][1],
+            "x",
+            f"cache ring + recent latents: {seen[first][1]:,} -> {seen[last][1]:,} bytes",
+        ),
+    ]
