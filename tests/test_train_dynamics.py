@@ -11,6 +11,7 @@ import torch
 
 from farsight.data.recorder import RecordConfig, record
 from farsight.data.store import StoreWriter
+from farsight.errors import UsageError
 from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
 from farsight.train.checkpoint import load_checkpoint
 from farsight.train.dynamics import (
@@ -101,6 +102,15 @@ def test_gradient_cosine_diagnostic_leaves_training_unchanged(world, tmp_path):
     assert "train/grad_cos/main~head8" in cosines
     values = [e.value for e in events.Scalars("train/grad_cos/main~head8")]
     assert values and all(-1.0 <= v <= 1.0 for v in values)
+
+    from farsight.train.curves import read_scalars, write_curves
+
+    scalars = read_scalars(tmp_path / "diag")
+    assert scalars["train/grad_cos/main~head8"][1] == pytest.approx(values)
+    png = write_curves(tmp_path / "diag", tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UsageError, match="no TensorBoard"):
+        write_curves(tmp_path / "nowhere", tmp_path / "x.png")
 
 
 def latent_store(path: Path) -> None:

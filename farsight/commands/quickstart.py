@@ -90,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         train_dynamics(dyn, dyn_run, resume=(dyn_run / "checkpoint.pt").exists())
         _mark_done(out, "dynamics")
 
+    from farsight.train.curves import write_curves
+
+    curves = write_curves(dyn_run, out / "curves.png", "quickstart dynamics (diffusion forcing)")
     video = out / "rollout.mp4"
     print(f"[5/5] writing an open-loop rollout of a held-out episode to {video}")
     from farsight.commands.rollout import write_rollout_video
@@ -103,5 +106,5 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"done. the rollout video:   {video}  (left: the real game, right: the model)")
     print(f"      play the model:      farsight play --ckpt {dyn_run}")
-    print(f"      its training curves: tensorboard --logdir {out}")
+    print(f"      its loss curves:     {curves}  (all of them: tensorboard --logdir {out})")
     return 0

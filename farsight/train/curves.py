@@ -1,0 +1,72 @@
+"""A run's training curves as one PNG: the losses it logged to TensorBoard, against step.
+
+    write_curves("runs/quickstart/dynamics", "runs/quickstart/dynamics/curves.png")
+
+Panels: training losses (each logged term, e.g. per head), validation losses (``val/loss_*``,
+on fixed clips and noise: what to compare across steps), and where logged the cosine between
+each far head's gradient and the main head's on the shared trunk. Needs the ``train`` extra
+(tensorboard, matplotlib).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from farsight.errors import UsageError
+from farsight.io import atomic_write
+
+
+def read_scalars(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:
+    """Every scalar of ``RUN/tb``: tag -> (steps, values), one value per step (the last one
+    logged, since a resumed run logs again from its checkpoint)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = Path(run_dir) / "tb"
+    if not tb.is_dir():
+        raise UsageError(f"run {run_dir} has no TensorBoard folder {tb}")
+    events = EventAccumulator(str(tb), size_guidance={"scalars": 0})
+    events.Reload()
+    out = {}
+    for tag in events.Tags().get("scalars", []):
+        by_step = {e.step: e.value for e in events.Scalars(tag)}
+        steps = sorted(by_step)
+        out[tag] = (steps, [by_step[s] for s in steps])
+    return out
+
+
+def _is_loss(tag: str, prefix: str) -> bool:
+    name = tag.removeprefix(prefix)
+    return tag.startswith(prefix) and (name == "loss" or name.startswith(("loss_", "loss/")))
+
+
+def write_curves(run_dir: str | Path, path: str | Path, title: str = "") -> Path:
+    from matplotlib.figure import Figure
+
+    scalars = read_scalars(run_dir)
+    train = {t: v for t, v in scalars.items() if _is_loss(t, "train/")}
+    if any(t.startswith("train/loss/") for t in train):  # per-term curves: drop the duplicate
+        train = {t: v for t, v in train.items() if t != "train/loss"}
+    val = {t: v for t, v in scalars.items() if _is_loss(t, "val/")}
+    cosines = {t: v for t, v in scalars.items() if t.startswith("train/grad_cos/main~")}
+    if not train:
+        raise UsageError(f"run {run_dir} logged no training loss yet")
+    panels = [(train, "training losses", "loss"), (val, "validation losses", "loss")]
+    if cosines:
+        panels.append((cosines, "gradient cosine with the main head (shared trunk)", "cosine"))
+    fig = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
+    for ax, (curves, name, ylabel) in zip(fig.subplots(1, len(panels)), panels, strict=True):
+        for tag, (steps, values) in sorted(curves.items()):
+            ax.plot(steps, values, marker="o" if len(steps) < 12 else None, label=tag)
+        ax.set(xlabel="step", ylabel=ylabel, title=name)
+        if ylabel == "loss":
+            ax.set_yscale("log")
+        else:
+            ax.axhline(0.0, color="grey", lw=0.8)
+        ax.grid(alpha=0.3)
+        if curves:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    return path
