@@ -53,6 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="denoising steps of that rollout (memory does not depend on them; time does)",
     )
+    p.add_argument(
+        "--oasis-window",
+        type=int,
+        default=16,
+        help="window of the open-oasis comparison: when the model's own window differs, a "
+        "randomly initialised copy of it with this window is timed too",
+    )
     p.add_argument("--device", default="cpu")
 
 
@@ -247,6 +254,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         rows.append(
             Row("frames/s with decoding (dynamic)", 1000 / dynamic["step_ms"], "frames/s", "")
         )
+        if args.oasis_window and args.oasis_window != cfg.window:
+            rows.extend(oasis_window_rows(world_model, args, prompt, actions))
 
         # Other step counts (interleaved with each other).
         sweep = sorted({1, 2, 8} - {args.steps})
@@ -285,6 +294,47 @@ def run(args: argparse.Namespace) -> list[Row]:
     finally:
         torch.set_num_threads(threads_before)
     return rows
+
+
+def oasis_window_rows(world_model, args, prompt: np.ndarray, actions: np.ndarray) -> list[Row]:
+    """The KV-cache speedup at open-oasis's window: a copy of the model with ``--oasis-window``
+    (random weights: speed does not depend on them), cached vs recomputing that window."""
+    import copy
+    import dataclasses
+
+    from farsight.models.dynamics import DynamicsModel
+    from farsight.sampling import SamplingConfig
+    from farsight.world_env import WorldModelEnv
+
+    window = args.oasis_window
+    dyn_cfg = dataclasses.replace(copy.deepcopy(world_model.dynamics.cfg), window=window)
+    torch.manual_seed(0)
+    device = next(world_model.dynamics.parameters()).device
+    dynamics = DynamicsModel(dyn_cfg).to(device).eval().requires_grad_(False)
+    model = SimpleNamespace(**{**vars(world_model), "dynamics": dynamics})
+    model.context_frames = window
+    prompt = np.concatenate([prompt] * (1 + window // len(prompt)))[-window:]
+    envs = {}
+    for name, kv in (("cached", True), ("recompute", False)):
+        sampling = SamplingConfig(steps=args.steps, sampler=args.sampler, kv_cache=kv)
+        envs[name] = WorldModelEnv(model, sampling=sampling, seed=0)
+        envs[name].reset(options={"prompt": prompt})
+    times = {name: [] for name in envs}
+    for i in range(2 + args.frames):
+        for name, env in envs.items():
+            info = env.step(int(actions[i]))[4]
+            if i >= 2:
+                times[name].append(info["generate_ms"])
+    cached, recompute = (statistics.median(times[n]) for n in ("cached", "recompute"))
+    return [
+        Row(
+            f"KV cache speedup over {window}-frame recompute (generation only)",
+            recompute / cached,
+            "x",
+            f"a copy of the model with window {window} (random weights), its ring full from the "
+            f"prompt; {recompute:.1f} vs {cached:.1f} ms/frame; goal >= 4",
+        )
+    ]
 
 
 def memory_rows(env, frames: int, rng: np.random.Generator) -> list[Row]:
