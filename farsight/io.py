@@ -10,15 +10,28 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _default_mode() -> int:
+    """What ``open`` would give a new file: 0o666 less the umask (mkstemp makes it 0o600)."""
+    try:  # Linux: read the umask without setting it (setting it races with other threads)
+        with open("/proc/self/status") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call ``write(f)`` on a temp file beside ``path``, then atomically rename it over ``path``.
 
-    A crash at any point leaves either the old file or the new one, never a partial file.
+    A crash at any point leaves either the old file or the new one, never a partial file. The
+    file gets the permissions a plain ``open`` would give it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _default_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -146,3 +146,11 @@ def test_split_is_stable_seeded_and_balanced():
         for w in range(0, 200, 20):
             assert 1 <= splits[w : w + 20].count(name) <= 3
     assert splits != [split_of(i, SplitSpec(seed=4, val=0.1, test=0.1)) for i in range(200)]
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
+    from farsight.io import atomic_write
+
+    (tmp_path / "plain").write_bytes(b"x")
+    atomic_write(tmp_path / "atomic", lambda f: f.write(b"x"))
+    assert (tmp_path / "atomic").stat().st_mode == (tmp_path / "plain").stat().st_mode
