@@ -18,6 +18,8 @@ COMMANDS = (
     "farsight.commands.quickstart",
     "farsight.commands.play",
     "farsight.commands.rollout",
+    "farsight.commands.eval",
+    "farsight.commands.ablate",
 )
 
 # Errors caused by the user's input: shown as one clear line, not a traceback.

@@ -21,7 +21,7 @@ from farsight.config import ConfigError, RecipeBook
 ACTION_MODES = ("sum", "frame")
 AUX_STOPGRAD = ("main", "far", "none")
 AUX_TRUST = ("linear", "uniform")
-OBJECTIVE_KINDS = ("diffusion_forcing", "next_frame", "full_sequence")
+OBJECTIVE_KINDS = ("diffusion_forcing", "next_frame", "full_sequence", "maskgit")
 PREDICTIONS = ("v", "x0")
 SCHEDULES = ("linear", "cosine")
 WEIGHTINGS = ("clamped_snr", "min_snr", "uniform")
@@ -147,7 +147,15 @@ class DynamicsConfig:
     """RMSNorm on queries and keys (stabilises attention logits, costs little)."""
     ctx_noise_embed: bool = False
     """Add emb(tau_ctx) to the per-frame conditioning (for context noise augmentation)."""
+    out_channels: int = 0
+    """Channels each head emits per latent cell; 0: latent_channels (diffusion predicts in the
+    latent space). MaskGIT: sum(fsq_levels) logits, with latent_channels = len(levels) + 1
+    (code values + a mask flag), see ``farsight/models/tokens.py``."""
     heads: HeadsConfig = field(default_factory=HeadsConfig)
+
+    @property
+    def output_channels(self) -> int:
+        return self.out_channels or self.latent_channels
 
     @property
     def token_grid(self) -> tuple[int, int]:
@@ -186,7 +194,9 @@ class ObjectiveConfig:
 
     kind: str = "diffusion_forcing"
     """diffusion_forcing (tau per frame), next_frame (clean-ish context, last frame noisy),
-    full_sequence (one tau per clip)."""
+    full_sequence (one tau per clip), maskgit (FSQ tokens, a mask rate per frame)."""
+    fsq_levels: tuple[int, ...] = ()
+    """maskgit: the FSQ levels of the tokens (the training command sets them from the cache)."""
     prediction: str = "v"
     """What head 1 outputs: ``v`` (velocity) or ``x0`` (clean latent)."""
     schedule: str = "linear"
@@ -220,6 +230,8 @@ class ObjectiveConfig:
         _choice("objective.tau_sampling", self.tau_sampling, TAU_SAMPLINGS)
         if not 0.0 <= self.context_tau < 1.0 or not 0.0 <= self.ctx_noise_max <= 1.0:
             raise ConfigError("objective.context_tau and ctx_noise_max must lie in [0, 1)")
+        if self.kind == "maskgit" and (not self.fsq_levels or min(self.fsq_levels) < 2):
+            raise ConfigError(f"objective.fsq_levels={list(self.fsq_levels)}: maskgit needs them")
         if self.kind == "full_sequence" and self.ctx_noise_max > 0:
             raise ConfigError("objective.ctx_noise_max: full_sequence has no context to noise")
 
@@ -247,8 +259,10 @@ def dynamics_tiny() -> DynamicsConfig:
 
 @DYNAMICS_SIZES.register
 def dynamics_quickstart() -> DynamicsConfig:
-    """CPU quickstart: trains in tens of minutes on two cores."""
-    return DynamicsConfig(depth=4, width=192, num_heads=3, window=16)
+    """CPU quickstart: ~3 M parameters, 64 tokens a frame, a window of 8 frames; about a
+    second per training step of 8 clips on one shared core, and a rollout frame in a few tens
+    of ms."""
+    return DynamicsConfig(depth=4, width=128, num_heads=4, window=8)
 
 
 @DYNAMICS_SIZES.register

@@ -28,6 +28,12 @@ context (clean / stable / dynamic), context_level, context_noise, dynamic_cap, k
 Randomness: one torch generator per env, seeded by ``seed`` (construction) or by
 ``reset(seed=...)``: the same seed gives the same prompt and the same rollout.
 
+MaskGIT models (``objective.kind == "maskgit"``, the Genie path) run the same way over FSQ
+tokens: frames are encoded to token digits, each step decodes a frame by MaskGIT
+(``farsight/sampling/maskgit.py``: ``steps`` unmasking steps at ``temperature``) over the same
+KV cache, always with a clean context. Models trained on latent actions have actions named
+LATENT_0.. (the play page binds them to keys 1..|A|).
+
 Dimension legend: P prompt frames, G generated frames, H W frame size, C h w latent
 channels and grid.
 """
@@ -51,7 +57,7 @@ from farsight.envs.base import FarsightEnv
 from farsight.models.autoencoder import Autoencoder, frames_to_images, images_to_frames
 from farsight.models.dynamics import DynamicsModel, actions_into_frames
 from farsight.play.protocol import validate_settings
-from farsight.sampling.config import SamplingConfig
+from farsight.sampling.config import SamplingConfig, model_sampling
 from farsight.sampling.context import CONTEXT_POLICIES
 from farsight.sampling.rollout import RolloutState, generate, new_state, prime, sample_chunk
 from farsight.sampling.samplers import SAMPLERS
@@ -112,6 +118,21 @@ CONTROL_SPECS: dict[str, dict] = {
 }
 
 
+# MaskGIT models: their sampling knobs (the diffusion ones do not apply).
+TOKEN_CONTROL_SPECS: dict[str, dict] = {
+    "steps": {"type": "int", "min": 1, "max": 32, "label": "MaskGIT steps"},
+    "temperature": {
+        "type": "float",
+        "min": 0.0,
+        "max": 2.0,
+        "step": 0.05,
+        "label": "temperature",
+        "help": "0: the most likely token everywhere",
+    },
+    "kv_cache": {"type": "bool", "label": "KV cache"},
+}
+
+
 class WorldModelEnv(FarsightEnv):
     """A world model behind the gymnasium API (see the module docstring)."""
 
@@ -130,13 +151,16 @@ class WorldModelEnv(FarsightEnv):
         self.model = world_model.dynamics
         self.autoencoder = world_model.autoencoder
         self.objective = world_model.objective
-        self.sampling = (sampling or SamplingConfig()).validate()
+        self.sampling = (sampling or model_sampling(world_model)).validate()
         if self.sampling.context_level is None:
             self.sampling = dataclasses.replace(
                 self.sampling, context_level=float(self.objective.context_tau)
             )
         cfg = self.model.cfg
         self.device = next(self.model.parameters()).device
+        self.token_levels = (
+            tuple(self.objective.fsq_levels) if self.objective.kind == "maskgit" else None
+        )
         self.action_meanings = action_meanings_from(world_model.meta, cfg.num_actions)
         factor = self.autoencoder.cfg.factor
         self.frame_size = (cfg.latent_size[0] * factor, cfg.latent_size[1] * factor)
@@ -147,6 +171,11 @@ class WorldModelEnv(FarsightEnv):
         if self.prompt_frames < 1:
             raise ValueError(f"prompt_frames={self.prompt_frames} must be >= 1")
         self.store = EpisodeStore(store) if isinstance(store, str | Path) else store
+        if self.store is not None:
+            from farsight.action_source import store_for_model
+
+            # A model trained on latent (or no) actions reads the store's episodes that way.
+            self.store = store_for_model(world_model, self.store, self.device)
         self.prompt_split = prompt_split
         self.max_episode_steps = max_episode_steps
         self._seed_streams(seed)
@@ -165,10 +194,12 @@ class WorldModelEnv(FarsightEnv):
     # -- controls ----------------------------------------------------------------------------
     @property
     def controls(self) -> dict[str, dict]:
+        specs = TOKEN_CONTROL_SPECS if self.token_levels else CONTROL_SPECS
         controls = {
-            name: {**spec, "value": getattr(self.sampling, name)}
-            for name, spec in CONTROL_SPECS.items()
+            name: {**spec, "value": getattr(self.sampling, name)} for name, spec in specs.items()
         }
+        if self.token_levels:
+            return controls
         # A model trained with a larger context level than the slider's range still shows it.
         level = controls["context_level"]
         level["max"] = max(level["max"], level["value"])
@@ -194,6 +225,10 @@ class WorldModelEnv(FarsightEnv):
 
     @property
     def policy(self):
+        if self.token_levels:
+            from farsight.sampling.maskgit import CLEAN
+
+            return CLEAN
         return self.sampling.policy(self.objective.context_tau)
 
     # -- prompts -----------------------------------------------------------------------------
@@ -316,16 +351,20 @@ class WorldModelEnv(FarsightEnv):
             raise RuntimeError("call reset() before step()")
         action = self._check_action(action)
         t0 = time.perf_counter()
-        latent = sample_chunk(
-            self.model,
-            self.state,
-            torch.tensor([[action]], device=self.device),
-            self._ar_levels,
-            self.policy,
-            sampler=self.sampling.sampler,
-            prediction=self.objective.prediction,
-            schedule=self.objective.schedule,
-        )[:, 0]
+        if self.token_levels:
+            from farsight.sampling.maskgit import sample_token_frame
+
+            digits = sample_token_frame(
+                self.model,
+                self.state,
+                torch.tensor([[action]], device=self.device),
+                self.token_levels,
+                steps=self.sampling.steps,
+                temperature=self.sampling.temperature,
+            )
+            latent = self._token_frame(digits)
+        else:
+            latent = self._sample_latent(action)
         t1 = time.perf_counter()
         self._frame = self.decode(latent)[0]
         t2 = time.perf_counter()
@@ -338,6 +377,18 @@ class WorldModelEnv(FarsightEnv):
             "decode_ms": (t2 - t1) * 1000,
         }
         return self._frame, 0.0, False, truncated, info
+
+    def _sample_latent(self, action: int) -> Tensor:
+        return sample_chunk(
+            self.model,
+            self.state,
+            torch.tensor([[action]], device=self.device),
+            self._ar_levels,
+            self.policy,
+            sampler=self.sampling.sampler,
+            prediction=self.objective.prediction,
+            schedule=self.objective.schedule,
+        )[:, 0]
 
     def generate(
         self,
@@ -360,16 +411,29 @@ class WorldModelEnv(FarsightEnv):
             if on_frame is not None:
                 on_frame(index, frames[-1])
 
-        generate(
-            self.model,
-            self.state,
-            actions_in,
-            self.sampling,
-            prediction=self.objective.prediction,
-            schedule=self.objective.schedule,
-            context_tau=self.objective.context_tau,
-            on_frame=decode_one,
-        )
+        if self.token_levels:
+            from farsight.sampling.maskgit import generate_tokens
+
+            generate_tokens(
+                self.model,
+                self.state,
+                actions_in,
+                self.token_levels,
+                steps=self.sampling.steps,
+                temperature=self.sampling.temperature,
+                on_frame=lambda i, digits: decode_one(i, self._token_frame(digits)),
+            )
+        else:
+            generate(
+                self.model,
+                self.state,
+                actions_in,
+                self.sampling,
+                prediction=self.objective.prediction,
+                schedule=self.objective.schedule,
+                context_tau=self.objective.context_tau,
+                on_frame=decode_one,
+            )
         self.steps_taken += len(frames)
         if frames:
             self._frame = frames[-1]
@@ -394,8 +458,15 @@ class WorldModelEnv(FarsightEnv):
     # -- latents <-> frames --------------------------------------------------------------------
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> Tensor:
-        """uint8 (P, H, W, 3) -> normalized latents (1, P, C, h, w)."""
+        """uint8 (P, H, W, 3) -> normalized latents (1, P, C, h, w); MaskGIT models: the
+        token input of the frames, unmasked (1, P, C + 1, h, w)."""
         images = frames_to_images(torch.from_numpy(np.ascontiguousarray(frames))).to(self.device)
+        if self.token_levels:
+            from farsight.models.tokens import fsq_digits
+            from farsight.sampling.maskgit import clean_input
+
+            pre = self.autoencoder.encode(images)[0].unsqueeze(0)
+            return clean_input(fsq_digits(self.autoencoder.fsq, pre), self.token_levels)
         latents = self.autoencoder.encode_normalized(images)
         cfg = self.model.cfg
         want = (cfg.latent_channels, *cfg.latent_size)
@@ -406,7 +477,18 @@ class WorldModelEnv(FarsightEnv):
             )
         return latents.unsqueeze(0)
 
+    def _token_frame(self, digits: Tensor) -> Tensor:
+        """MaskGIT: a frame's digits (B, C, h, w) -> its unmasked token input (B, C + 1, h, w),
+        the same space ``encode`` maps true frames to (so latent errors compare like with like)."""
+        from farsight.sampling.maskgit import clean_input
+
+        return clean_input(digits.unsqueeze(1), self.token_levels)[:, 0]
+
     @torch.inference_mode()
     def decode(self, latents: Tensor) -> np.ndarray:
-        """Normalized latents (B, C, h, w) -> uint8 frames (B, H, W, 3)."""
+        """Normalized latents (B, C, h, w) -> uint8 frames (B, H, W, 3); MaskGIT models: token
+        inputs (B, C + 1, h, w) (FSQ code values and an all-zero mask flag) -> frames."""
+        if self.token_levels:
+            images = self.autoencoder.decode(latents[:, :-1].float())
+            return images_to_frames(images).cpu().numpy()
         return images_to_frames(self.autoencoder.decode_normalized(latents)).cpu().numpy()

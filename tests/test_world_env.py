@@ -225,3 +225,22 @@ def test_play_ckpt_branch_serves_world_model_envs(world_model, store, monkeypatc
     both = argparse.Namespace(**{**vars(args), "env": "arena"})
     with pytest.raises(Exception, match="exclude each other"):
         env_factory(both)
+
+
+def test_the_run_configs_sampling_is_the_default_and_flags_override_it(world_model):
+    from types import SimpleNamespace
+
+    from farsight.sampling.config import add_sampling_arguments, model_sampling, sampling_from_args
+    from farsight.train.dynamics import DynamicsRunConfig
+
+    assert model_sampling(world_model) == SamplingConfig()  # no run config: the defaults
+    run = DynamicsRunConfig(sampling=SamplingConfig(steps=2, context="clean"))
+    own = SimpleNamespace(**{**vars(world_model), "config": run})
+    env = WorldModelEnv(own)
+    assert (env.sampling.steps, env.sampling.context) == (2, "clean")
+    parser = argparse.ArgumentParser()
+    add_sampling_arguments(parser)
+    flags = parser.parse_args(["--sampling.steps", "3"])
+    chosen = sampling_from_args(flags, model_sampling(own))
+    assert (chosen.steps, chosen.context) == (3, "clean")
+    assert WorldModelEnv(own, sampling=chosen).sampling.steps == 3

@@ -31,11 +31,13 @@ from farsight.bench import Row
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", help="time this dynamics checkpoint instead of a random model")
-    p.add_argument("--steps", type=int, default=4, help="denoising steps (default 4)")
+    p.add_argument(
+        "--steps", type=int, default=0, help="denoising steps (default: the model's own)"
+    )
     p.add_argument("--sampler", default="ddim", help="ddim, euler or heun")
     p.add_argument("--long", type=int, default=2000, help="frame whose step time is compared")
     p.add_argument("--near", type=int, default=50, help="early frame it is compared with")
-    p.add_argument("--span", type=int, default=20, help="frames timed around each of the two")
+    p.add_argument("--span", type=int, default=60, help="frames timed around each of the two")
     p.add_argument("--frames", type=int, default=24, help="frames timed per short measurement")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the main figures")
     p.add_argument(
@@ -113,6 +115,10 @@ def run(args: argparse.Namespace) -> list[Row]:
         what = "random dynamics_quickstart + ae_arena"
     cfg = world_model.dynamics.cfg
     objective = world_model.objective
+    if not args.steps:
+        from farsight.sampling.config import model_sampling
+
+        args.steps = model_sampling(world_model).steps
     params = sum(p.numel() for p in world_model.dynamics.parameters()) / 1e6
     h, w = cfg.latent_size
     what += (
@@ -258,7 +264,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             rows.extend(oasis_window_rows(world_model, args, prompt, actions))
 
         # Other step counts (interleaved with each other).
-        sweep = sorted({1, 2, 8} - {args.steps})
+        sweep = sorted({1, 2, 4, 8} - {args.steps})
         timed = interleaved({str(n): make_env(steps=n) for n in sweep}, args.frames)
         for n in sweep:
             rows.append(

@@ -18,7 +18,7 @@ from farsight.bench import Row
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="dynamics_quickstart", help="dynamics size preset")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--clip-len", type=int, default=16)
+    p.add_argument("--clip-len", type=int, default=8, help="frames per clip (dyn_quickstart: 8)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per variant")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="auto")

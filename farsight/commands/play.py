@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from farsight.errors import UsageError
-from farsight.sampling.config import add_sampling_arguments, sampling_from_args
+from farsight.sampling.config import add_sampling_arguments, model_sampling, sampling_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,9 +81,10 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
 
     if args.env is not None:
         raise UsageError("--env and --ckpt exclude each other: play an env or a world model")
-    sampling = sampling_from_args(args)
+    sampling_from_args(args)  # a bad flag fails before the checkpoint loads
     set_threads(args.threads)
     world_model = load_world_model(args.ckpt, resolve_device(args.device))
+    sampling = sampling_from_args(args, model_sampling(world_model))
     store = None
     if args.data:
         from farsight.data.store import EpisodeStore

@@ -22,7 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from farsight.errors import UsageError
-from farsight.sampling.config import SamplingConfig, add_sampling_arguments, sampling_from_args
+from farsight.sampling.config import (
+    SamplingConfig,
+    add_sampling_arguments,
+    model_sampling,
+    sampling_from_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -211,10 +216,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--steps {args.steps} must be >= 1")
     if args.scale < 1:
         raise UsageError(f"--scale {args.scale} must be >= 1")
-    sampling = sampling_from_args(args)
+    sampling_from_args(args)  # a bad flag fails before the checkpoint loads
     device = resolve_device(args.device)
     set_threads(args.threads)
     world_model = load_world_model(args.ckpt, device)
+    sampling = sampling_from_args(args, model_sampling(world_model))
     store = EpisodeStore(args.data)
     result = write_rollout_video(
         world_model,

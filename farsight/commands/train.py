@@ -17,7 +17,13 @@ TRAINERS = {
     "dynamics": (
         "farsight.train.dynamics",
         "train the dynamics model (diffusion forcing + multi-frame heads) on the latents of an "
-        "episode store (recipes: dyn_quickstart, dyn_gpu_S, dyn_tiny); under torchrun: DDP",
+        "episode store (recipes: dyn_quickstart, dyn_gpu_S, dyn_tiny); under torchrun: DDP, "
+        "or FSDP2 with parallel.strategy=fsdp",
+    ),
+    "lam": (
+        "farsight.train.lam",
+        "train the latent action model on frame pairs of an episode store (true actions "
+        "are only compared with; recipes: lam_cpu, lam_vq, lam_gpu, lam_tiny)",
     ),
 }
 

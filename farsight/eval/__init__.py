@@ -4,6 +4,8 @@
 - ``positions``: arena player- and object-position error, miss, hit and spurious rates.
 - ``stats``: t intervals over seeds, bootstrap intervals over clips, paired differences.
 - ``report``: JSON / CSV / PNG / markdown writers (imports matplotlib; import it explicitly).
+- ``run``: ``farsight eval``'s driver (rollouts through WorldModelEnv; imports torch).
+- ``variants``, ``ablate``: ``farsight ablate``'s named variants and its resumable grid.
 """
 
 from farsight.eval.metrics import (

@@ -418,6 +418,7 @@ def write_report(
     sections: Sequence[tuple[str, str]] = (),
     table_horizons: Sequence[int] = TABLE_HORIZONS,
     meta: Mapping[str, Any] | None = None,
+    curves: bool = True,
 ) -> dict[str, Any]:
     """Write the whole report into ``out_dir``: metrics.json/csv, summary.json, one curve PNG
     per (metric, scale) and README.md.
@@ -425,7 +426,9 @@ def write_report(
     ``baseline`` (a variant name) adds a table of paired differences against it. ``strips``
     (from ``write_strip``) and ``extra_images`` (e.g. ``plot_series`` of gradient cosines) are
     linked relative to ``out_dir``; ``sections`` are extra (heading, markdown) blocks, e.g. a
-    training-cost table from ``markdown_table``. Returns the written paths by kind.
+    training-cost table from ``markdown_table``. ``curves=False`` skips the curve PNGs (about
+    half a second each; an ablation's per-run evals leave them to the grid's report). Returns
+    the written paths by kind.
     """
     out_dir = Path(out_dir)
     root = out_dir.resolve()
@@ -433,7 +436,7 @@ def write_report(
     summary = summarize(rows)
     summary_path = out_dir / "summary.json"
     atomic_write_json(summary_path, [{k: _encode(v) for k, v in vars(s).items()} for s in summary])
-    curves = plot_metric_curves(summary, out_dir)
+    curves = plot_metric_curves(summary, out_dir) if curves else []
 
     def rel(p: Path) -> str:
         p = Path(p).resolve()
@@ -466,8 +469,9 @@ def write_report(
     if extra_images:
         parts += ["", "## Training", ""]
         parts += [f"![{Path(p).stem}]({rel(p)})" for p in extra_images]
-    parts += ["", "## Curves over horizon", ""]
-    parts += [f"![{p.stem}]({rel(p)})" for p in curves]
+    if curves:
+        parts += ["", "## Curves over horizon", ""]
+        parts += [f"![{p.stem}]({rel(p)})" for p in curves]
     text = "\n".join(parts) + "\n"
     md_path = out_dir / "README.md"
     atomic_write(md_path, lambda f: f.write(text.encode()))

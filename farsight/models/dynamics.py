@@ -113,7 +113,7 @@ class DynamicsModel(nn.Module):
             SpaceTimeBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.window, cfg.qk_norm)
             for _ in range(cfg.depth)
         )
-        self.final = FinalLayer(d, p * p * c)
+        self.final = FinalLayer(d, p * p * cfg.output_channels)
         self.heads = MultiFrameHeads(cfg) if cfg.heads.far_offsets else None
         init_weights(self)
 

@@ -90,7 +90,7 @@ class FarHead(nn.Module):
             for _ in range(depth)
         )
         patch = self.geometry.patch
-        self.final = FinalLayer(d, patch[0] * patch[1] * cfg.latent_channels)
+        self.final = FinalLayer(d, patch[0] * patch[1] * cfg.output_channels)
 
     def forward(
         self, hidden: Tensor, cond: Tensor, extra: Tensor, frame_tokens: Tensor | None

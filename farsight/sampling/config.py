@@ -24,7 +24,10 @@ SCHEDULINGS = ("autoregressive", "chunked", "pyramid", "full_sequence")
 @dataclass
 class SamplingConfig:
     steps: int = 4
-    """Denoising steps per frame (few-step: 2-8)."""
+    """Denoising steps per frame (few-step: 2-8); MaskGIT models: unmasking steps per frame."""
+    temperature: float = 1.0
+    """MaskGIT models: temperature of the token draws (0: the most likely token) and scale of
+    the annealed noise on the confidence ranking."""
     sampler: str = "ddim"
     """ddim, euler (the same as ddim for the linear schedule) or heun (2 model calls a step)."""
     shift: float = 1.0
@@ -66,6 +69,8 @@ class SamplingConfig:
         for key, low in (("steps", 1), ("chunk", 1), ("chunk_context", 0), ("pyramid_lag", 1)):
             if getattr(self, key) < low:
                 raise ConfigError(f"sampling.{key}={getattr(self, key)} must be >= {low}")
+        if self.temperature < 0:
+            raise ConfigError(f"sampling.temperature={self.temperature} must be >= 0")
         if self.shift <= 0:
             raise ConfigError(f"sampling.shift={self.shift} must be > 0")
         if self.context_level is not None and not 0.0 <= self.context_level < 1.0:
@@ -91,17 +96,31 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f"sampling__{f.name}",
             metavar="V",
             default=None,
-            help=f"(default {getattr(defaults, f.name)})",
+            help=f"(default: the model's own, else {getattr(defaults, f.name)})",
         )
 
 
-def sampling_from_args(args: argparse.Namespace, base: SamplingConfig | None = None) -> Any:
-    """The SamplingConfig given on the command line (typed and validated)."""
-    overrides = [
+def sampling_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--sampling.<field>`` flags given, as ``field=value`` overrides."""
+    return [
         f"{f.name}={value}"
         for f in dataclasses.fields(SamplingConfig)
         if (value := getattr(args, f"sampling__{f.name}", None)) is not None
     ]
+
+
+def model_sampling(world_model: Any) -> SamplingConfig:
+    """How a world model samples unless told otherwise: its run config's ``sampling`` (a
+    recipe's choice, e.g. fewer steps for a CPU model), else the defaults."""
+    run_config = getattr(world_model, "config", None)
+    sampling = getattr(run_config, "sampling", None)
+    return dataclasses.replace(sampling) if sampling is not None else SamplingConfig()
+
+
+def sampling_from_args(args: argparse.Namespace, base: SamplingConfig | None = None) -> Any:
+    """The SamplingConfig given on the command line over ``base`` (typed and validated); pass
+    ``model_sampling(world_model)`` as base so that flags override the model's own defaults."""
+    overrides = sampling_overrides(args)
     try:
         cfg = apply_overrides(base or SamplingConfig(), overrides)
     except ConfigError as e:

@@ -1,0 +1,344 @@
+"""Latent action model (Genie's LAM): a small discrete action vocabulary learned from frame
+pairs alone.
+
+    encoder   (x_t, x_{t+1}) -> one pre-quantization vector per pair -> quantized action z_t
+    decoder   (x_t, z_t) -> x_{t+1}
+
+Against collapse (all pairs mapped to one code, or the code ignored):
+- The decoder never sees x_{t+1}: its only inputs are x_t and the quantized action, a code of
+  log2(num_codes) bits (3 for 8 codes). Nothing of the encoder reaches it but that code (no
+  skip connections around the bottleneck), so it cannot copy the next frame; the most useful
+  thing 3 bits can say about the next frame is how it differs from this one, which in a game
+  is mostly what the player did.
+- The decoder predicts the *change* x_{t+1} - x_t (``residual``): a static frame costs
+  nothing to predict, so the loss is all about motion.
+- The objective logs the usage entropy of the codes per batch (``farsight/objectives/lam.py``).
+
+Quantizers (``quantizer``):
+    fsq   FSQ over ``fsq_levels`` (default 2 x 2 x 2 = 8 codes: three binary channels, no
+          ordinal structure between codes; no codebook, no dead codes)
+    vq    a codebook of ``num_codes`` unit vectors, nearest by cosine, straight-through
+          gradient; the objective adds the codebook and commitment losses
+
+The module is a pure function of its inputs: no sampling, no losses.
+
+Dimension legend:
+    B batch, H W frame size, p patch (pixel-unshuffle factor), h w = H / p, W / p,
+    D width, Dz pre-quantization width (len(fsq_levels) or code_dim), K num_codes.
+    frames  (B, 3, H, W) float in [-1, 1]
+    pre     (B, Dz) encoder output
+    code    (B, Dz) quantized action (what the decoder sees)
+    index   (B,) int64 in [0, K)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from farsight.config import ConfigError
+from farsight.models.autoencoder import ResBlock, groups_for
+from farsight.models.fsq import FSQ
+
+QUANTIZERS = ("fsq", "vq")
+
+
+@dataclass
+class LAMConfig:
+    num_codes: int = 8
+    """|A|: size of the latent action vocabulary."""
+    quantizer: str = "fsq"
+    """fsq or vq."""
+    fsq_levels: tuple[int, ...] = (2, 2, 2)
+    """fsq: levels per channel; their product must be num_codes."""
+    code_dim: int = 16
+    """vq: width of the codebook vectors."""
+    patch: int = 4
+    """Pixel-unshuffle stem: both networks run at H / patch (a CPU-friendly resolution)."""
+    width: int = 64
+    blocks: int = 2
+    """ResNet blocks per stage, in the encoder and in the decoder."""
+    down: int = 2
+    """Stride-2 stages of the encoder after the stem (16x16 -> 4x4 for 64x64 frames)."""
+    residual: bool = True
+    """The decoder predicts x_{t+1} - x_t and adds x_t (static frames cost nothing)."""
+    motion_radius: int = 3
+    """Shifts (dy, dx) in motion_step * [-r, r]^2: the encoder's cost volume (``cost_volume``)
+    and the decoder's candidate moves of x_t (``warp``). 0: neither."""
+    motion_step: int = 1
+    """Pixels between the shifts (1: the arena's 1-2 px camera moves are all on the grid)."""
+    warp: bool = True
+    """The decoder predicts, per cell, a mixture over the shifts of x_t (which way each part
+    of the frame moves) plus a residual, instead of new pixels only. A camera following the
+    player is then one choice of shift for the whole frame, which the action can make; a
+    convolutional decoder would first have to learn to translate textures."""
+    norm_groups: int = 8
+    image_channels: int = 3
+
+    def validate(self) -> LAMConfig:
+        if self.quantizer not in QUANTIZERS:
+            raise ConfigError(f"model.quantizer={self.quantizer!r}; choose fsq or vq")
+        if self.num_codes < 2:
+            raise ConfigError(f"model.num_codes={self.num_codes} must be >= 2")
+        if self.quantizer == "fsq" and math.prod(self.fsq_levels) != self.num_codes:
+            raise ConfigError(
+                f"model.fsq_levels={list(self.fsq_levels)} give {math.prod(self.fsq_levels)} "
+                f"codes but model.num_codes={self.num_codes}; e.g. 8 = [2,2,2], 6 = [3,2]"
+            )
+        if self.warp and self.motion_radius < 1:
+            raise ConfigError("model.warp=true needs model.motion_radius >= 1 (its shifts)")
+        if self.patch not in (1, 2, 4, 8) or self.width < 1 or self.blocks < 1 or self.down < 0:
+            raise ConfigError("model.patch must be 1, 2, 4 or 8; width, blocks >= 1; down >= 0")
+        return self
+
+    @property
+    def motion_shifts(self) -> int:
+        return (2 * self.motion_radius + 1) ** 2
+
+    @property
+    def latent_dim(self) -> int:
+        return len(self.fsq_levels) if self.quantizer == "fsq" else self.code_dim
+
+
+def shifts(radius: int, step: int) -> list[tuple[int, int]]:
+    """The (dy, dx) pixel shifts of the cost volume and the warp, row-major; the middle one is
+    (0, 0)."""
+    r = range(-radius, radius + 1)
+    return [(dy * step, dx * step) for dy in r for dx in r]
+
+
+@dataclass
+class LAMOutput:
+    pred: Tensor
+    """(B, 3, H, W) predicted x_{t+1} in [-1, 1] (not clamped)."""
+    pre: Tensor
+    """(B, Dz) encoder output before quantization."""
+    code: Tensor
+    """(B, Dz) quantized action, straight-through gradient to ``pre``."""
+    index: Tensor
+    """(B,) int64 latent action."""
+    soft: Tensor
+    """(B, Dz) the code before rounding / snapping, in the codes' space (FSQ: bounded and
+    scaled; VQ: the unit-norm encoder output): the objective's soft code assignments."""
+    codeword: Tensor | None = None
+    """vq: (B, Dz) the selected codebook vector with its own gradient (codebook loss)."""
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest of K unit-norm codebook vectors by cosine (normalised lookups keep every code
+    in reach of the encoder: fewer dead codes than Euclidean VQ)."""
+
+    def __init__(self, num_codes: int, dim: int):
+        super().__init__()
+        self.codebook = nn.Parameter(torch.randn(num_codes, dim))
+
+    def vectors(self) -> Tensor:
+        return F.normalize(self.codebook, dim=-1)
+
+    def forward(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """pre (B, Dz) -> (code with straight-through gradient, codeword, index)."""
+        z = F.normalize(pre.float(), dim=-1)
+        book = self.vectors()
+        index = (z @ book.t()).argmax(dim=-1)
+        codeword = book[index]
+        return z + (codeword - z).detach(), codeword, index
+
+    def lookup(self, index: Tensor) -> Tensor:
+        return self.vectors()[index]
+
+
+def cost_volume(frames: Tensor, next_frames: Tensor, radius: int, step: int, patch: int) -> Tensor:
+    """Local matching costs, as optical-flow networks' correlation layers: for each shift s in
+    step * [-radius, radius]^2, |x_{t+1} - x_t shifted by s| averaged over colour and over each
+    patch x patch cell -> (B, S, H / patch, W / patch). Where the content moved by s the cost
+    drops to ~0, so a translation of the whole view (a camera following the player) or of one
+    sprite (a paddle) becomes readable by a linear layer instead of having to be learned as
+    a correlation of two textures. A fixed, parameter-free feature of the pair."""
+    costs = []
+    for dy, dx in shifts(radius, step):
+        moved = torch.roll(frames, shifts=(dy, dx), dims=(2, 3))
+        costs.append((next_frames - moved).abs().mean(1, keepdim=True))
+    volume = torch.cat(costs, dim=1)
+    return F.avg_pool2d(volume, patch) if patch > 1 else volume
+
+
+class LAMEncoder(nn.Module):
+    """(x_t, x_{t+1}, x_{t+1} - x_t, cost volume) -> (B, Dz). The explicit difference and the
+    matching costs make motion the easiest thing to read off."""
+
+    def __init__(self, cfg: LAMConfig):
+        super().__init__()
+        d, g, p = cfg.width, cfg.norm_groups, cfg.patch
+        self.patch = p
+        self.radius, self.step = cfg.motion_radius, cfg.motion_step
+        stem_in = 3 * cfg.image_channels * p * p + (cfg.motion_shifts if self.radius else 0)
+        layers: list[nn.Module] = [nn.Conv2d(stem_in, d, 3, padding=1)]
+        for i in range(cfg.down + 1):
+            layers += [ResBlock(d, d, g) for _ in range(cfg.blocks)]
+            if i < cfg.down:
+                layers.append(nn.Conv2d(d, d, 3, stride=2, padding=1))
+        self.body = nn.Sequential(*layers)
+        self.norm = nn.GroupNorm(groups_for(d, g), d)
+        self.head = nn.Sequential(nn.Linear(2 * d, d), nn.SiLU())
+        self.out = nn.Linear(d, cfg.latent_dim)
+
+    def forward(self, frames: Tensor, next_frames: Tensor) -> Tensor:
+        x = torch.cat([frames, next_frames, next_frames - frames], dim=1)
+        x = F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x
+        if self.radius:
+            costs = cost_volume(frames, next_frames, self.radius, self.step, self.patch)
+            x = torch.cat([x, costs], dim=1)
+        h = F.silu(self.norm(self.body(x)))
+        # One action per pair: pool over space, mean and max. The mean reads motion of the
+        # whole frame (a camera following the player), the max a small sprite's (a paddle),
+        # which a mean alone dilutes until every pair looks the same.
+        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        return self.out(self.head(pooled))
+
+
+class FiLMResBlock(nn.Module):
+    """ResBlock whose second norm is scaled and shifted by the action (FiLM)."""
+
+    def __init__(self, dim: int, cond_dim: int, groups: int):
+        super().__init__()
+        self.block = ResBlock(dim, dim, groups)
+        # Default (random) init, not zero: a decoder that starts blind to the action sends the
+        # encoder no gradient through the code, and the codes never start to differ.
+        self.film = nn.Linear(cond_dim, 2 * dim)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        b = self.block
+        h = b.conv1(F.silu(b.norm1(x)))
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        h = b.conv2(F.silu(b.norm2(h) * (1 + scale) + shift))
+        return x + h
+
+
+class LAMDecoder(nn.Module):
+    """(x_t, code) -> x_{t+1}. Sees nothing of x_{t+1} but the code."""
+
+    def __init__(self, cfg: LAMConfig):
+        super().__init__()
+        d, g, p = cfg.width, cfg.norm_groups, cfg.patch
+        self.patch, self.residual = p, cfg.residual
+        self.cond = nn.Sequential(nn.Linear(cfg.latent_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.stem = nn.Conv2d(cfg.image_channels * p * p, d, 3, padding=1)
+        # Twice the encoder's blocks at one resolution: the decoder must move content by the
+        # action (a camera shift is a translation of the whole frame).
+        self.blocks = nn.ModuleList(FiLMResBlock(d, d, g) for _ in range(2 * cfg.blocks))
+        self.norm = nn.GroupNorm(groups_for(d, g), d)
+        self.out = nn.Conv2d(d, cfg.image_channels * p * p, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # starts as "nothing changes" (residual) / grey
+        nn.init.zeros_(self.out.bias)
+        self.shifts = shifts(cfg.motion_radius, cfg.motion_step) if cfg.warp else []
+        if self.shifts:
+            self.warp = nn.Conv2d(d, len(self.shifts), 3, padding=1)
+            # The action also votes for shifts directly, everywhere in the frame: the short
+            # path from the code to "the view moves left". Without it the decoder finds the
+            # action-blind optimum first (blur x_t by mixing all shifts) and ignores the code.
+            self.warp_action = nn.Linear(d, len(self.shifts))
+            nn.init.zeros_(self.warp_action.weight)
+            nn.init.zeros_(self.warp_action.bias)
+            nn.init.zeros_(self.warp.weight)
+            with torch.no_grad():  # start as a copy of x_t: all weight on the (0, 0) shift
+                self.warp.bias.zero_()
+                self.warp.bias[len(self.shifts) // 2] = 4.0  # p ~ 0.5: others still learn
+
+    def forward(self, frames: Tensor, code: Tensor) -> Tensor:
+        cond = self.cond(code.to(self.stem.weight.dtype))
+        x = F.pixel_unshuffle(frames, self.patch) if self.patch > 1 else frames
+        h = self.stem(x)
+        for block in self.blocks:
+            h = block(h, cond)
+        h = F.silu(self.norm(h))
+        out = self.out(h)
+        out = F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
+        if self.shifts:
+            # (B, S, h, w) mixture weights per cell, to pixels; frames moved by each shift.
+            logits = self.warp(h) + self.warp_action(cond)[:, :, None, None]
+            weights = torch.softmax(logits.float(), dim=1)
+            weights = F.interpolate(weights, scale_factor=float(self.patch), mode="nearest")
+            moved = torch.stack(
+                [torch.roll(frames, shifts=s, dims=(2, 3)) for s in self.shifts], dim=1
+            )
+            base = torch.einsum("bshw,bschw->bchw", weights, moved.float())
+            return base.to(out.dtype) + out
+        return frames + out if self.residual else out
+
+
+def _fsq_threshold(levels: int, eps: float) -> float:
+    """The z where FSQ's bound crosses its middle rounding boundary (0 for odd level counts)."""
+    if levels % 2:
+        return 0.0
+    half = (levels - 1) * (1 - eps) / 2
+    return -math.tan(0.5 / half)
+
+
+class LatentActionModel(nn.Module):
+    def __init__(self, cfg: LAMConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.encoder = LAMEncoder(cfg)
+        self.decoder = LAMDecoder(cfg)
+        self.fsq = FSQ(cfg.fsq_levels) if cfg.quantizer == "fsq" else None
+        self.vq = VectorQuantizer(cfg.num_codes, cfg.code_dim) if cfg.quantizer == "vq" else None
+        if self.fsq is not None:
+            # FSQ shifts even level counts by atan-like offsets: for 2 levels the rounding
+            # threshold sits at z = -tan(1) ~ -1.56, so an encoder starting near 0 gives every
+            # pair the same code. Start the encoder's output on the thresholds instead.
+            with torch.no_grad():
+                thresholds = [_fsq_threshold(level, self.fsq.eps) for level in cfg.fsq_levels]
+                self.encoder.out.bias.copy_(torch.tensor(thresholds))
+
+    @property
+    def num_codes(self) -> int:
+        return self.cfg.num_codes
+
+    def quantize(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """pre (B, Dz) -> code (B, Dz), index (B,), codeword (vq) or None."""
+        if self.fsq is not None:
+            code = self.fsq(pre)
+            return code, self.fsq.codes_to_indices(code), None
+        code, codeword, index = self.vq(pre)
+        return code, index, codeword
+
+    def soft_code(self, pre: Tensor) -> Tensor:
+        """pre (B, Dz) -> the unrounded code in the codes' space (same scale as ``code_of``)."""
+        if self.fsq is not None:
+            half = self.fsq._per_channel(self.fsq._levels // 2, pre)
+            return self.fsq.bound(pre.float()) / half
+        return F.normalize(pre.float(), dim=-1)
+
+    def codes(self) -> Tensor:
+        """Every code of the vocabulary, (K, Dz)."""
+        return self.code_of(torch.arange(self.num_codes, device=self.encoder.out.weight.device))
+
+    def code_of(self, index: Tensor) -> Tensor:
+        """Latent action indices (B,) -> codes (B, Dz): drive the decoder with a chosen action."""
+        if self.fsq is not None:
+            return self.fsq.indices_to_codes(index)
+        return self.vq.lookup(index)
+
+    def index_of(self, code: Tensor) -> Tensor:
+        """Quantized codes (B, Dz) -> indices (B,): the inverse of ``code_of``."""
+        if self.fsq is not None:
+            return self.fsq.codes_to_indices(code)
+        return self.vq(code)[2]
+
+    def decode(self, frames: Tensor, code: Tensor) -> Tensor:
+        return self.decoder(frames, code)
+
+    def forward(self, frames: Tensor, next_frames: Tensor) -> LAMOutput:
+        """frames, next_frames (B, 3, H, W) in [-1, 1] -> the action and the predicted x_{t+1}."""
+        pre = self.encoder(frames, next_frames)
+        code, index, codeword = self.quantize(pre)
+        return LAMOutput(self.decode(frames, code), pre, code, index, self.soft_code(pre), codeword)
+
+    @torch.no_grad()
+    def infer(self, frames: Tensor, next_frames: Tensor) -> Tensor:
+        """The latent action of each pair, (B,) int64 (no decoder run)."""
+        return self.quantize(self.encoder(frames, next_frames))[1]

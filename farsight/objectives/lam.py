@@ -1,0 +1,104 @@
+"""Latent action model objective: ``loss, logs = objective(model, batch)``.
+
+    L = l2 |x_{t+1} - x^_{t+1}|^2 + l1 |x_{t+1} - x^_{t+1}|_1
+        + (vq) |sg(z) - e|^2 + beta |z - sg(e)|^2          (codebook, commitment)
+        + usage |x_{t+1} - x_t|^2 (E_pairs H(p(k | pair)) - H(E_pairs p(k | pair)))
+
+Logged against collapse (the LAM's failure mode: one code for everything, so the decoder
+learns the average change and the action says nothing):
+    usage_entropy   entropy of the batch's code histogram / log K (1: all codes equally used)
+    perplexity      exp(entropy): the effective number of codes in use
+    gain            1 - mse / mse of the copy baseline (x^_{t+1} = x_t): how much of the change
+                    between frames the action explains, beyond "nothing moves"
+
+Batch: ``frames`` uint8 (B, 2, H, W, 3): pairs (x_t, x_{t+1}) (clips of two frames).
+Dimension legend: B batch, H W frame, K num_codes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from farsight.models.autoencoder import frames_to_images
+
+
+@dataclass
+class LAMLossConfig:
+    l2: float = 1.0
+    l1: float = 0.0
+    commitment: float = 0.25
+    """vq: beta, the weight of the commitment loss (VQ-VAE's 0.25)."""
+    codebook: float = 1.0
+    """vq: weight of the codebook loss."""
+    usage: float = 0.05
+    """Weight of the code-usage (entropy) loss: mean per-pair entropy of the soft code
+    assignment minus the entropy of the batch's average assignment (MAGVIT-2's LFQ entropy
+    loss), relative to the copy baseline's error |x_{t+1} - x_t|^2 (so its pull is the same
+    share of the reconstruction signal whether frames change a lot or a little). Without it
+    the codes collapse early: before the decoder reads the action, a code that varies is only
+    noise to it, so the encoder sends one code for every pair. Too large, it wins over
+    reconstruction and spreads the codes at random (no agreement with the true actions)."""
+    temperature: float = 0.1
+    """Soft assignment p(k | pair) = softmax(-|soft code - code_k|^2 / temperature)."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def code_usage(index: Tensor, num_codes: int) -> tuple[Tensor, Tensor]:
+    """(normalised entropy in [0, 1], perplexity) of the histogram of ``index`` (any shape)."""
+    counts = torch.bincount(index.flatten(), minlength=num_codes).float()
+    p = counts / counts.sum().clamp_min(1.0)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum()
+    return entropy / math.log(num_codes), entropy.exp()
+
+
+def pair_images(frames: Tensor) -> tuple[Tensor, Tensor]:
+    """uint8 (B, 2, H, W, 3) -> x_t, x_{t+1} as (B, 3, H, W) floats in [-1, 1]."""
+    if frames.ndim != 5 or frames.shape[1] < 2:
+        raise ValueError(f"LAM batches hold frame pairs (B, 2, H, W, 3), got {tuple(frames.shape)}")
+    images = frames_to_images(frames[:, :2])
+    return images[:, 0], images[:, 1]
+
+
+class LAMObjective:
+    def __init__(self, cfg: LAMLossConfig | None = None):
+        self.cfg = cfg or LAMLossConfig()
+
+    def __call__(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        cfg = self.cfg
+        x, x_next = pair_images(batch["frames"])
+        out = model(x, x_next)
+        error = out.pred.float() - x_next
+        mse = error.pow(2).mean()
+        loss = cfg.l2 * mse
+        logs: dict[str, Tensor] = {"mse": mse}
+        if cfg.l1:
+            logs["l1"] = error.abs().mean()
+            loss = loss + cfg.l1 * logs["l1"]
+        if out.codeword is not None:
+            z = torch.nn.functional.normalize(out.pre.float(), dim=-1)
+            logs["codebook"] = (z.detach() - out.codeword).pow(2).sum(-1).mean()
+            logs["commitment"] = (z - out.codeword.detach()).pow(2).sum(-1).mean()
+            loss = loss + cfg.codebook * logs["codebook"] + cfg.commitment * logs["commitment"]
+        copy = (x - x_next).pow(2).mean()
+        if cfg.usage:
+            lam = unwrap(model)
+            dist = torch.cdist(out.soft.float(), lam.codes().float()).pow(2)  # (B, K)
+            p = torch.softmax(-dist / cfg.temperature, dim=-1)
+            per_pair = -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
+            mean_p = p.mean(0)
+            batch_entropy = -(mean_p * mean_p.clamp_min(1e-12).log()).sum()
+            logs["usage_loss"] = per_pair - batch_entropy
+            loss = loss + cfg.usage * copy.detach() * logs["usage_loss"]
+        logs["gain"] = 1.0 - mse.detach() / copy.clamp_min(1e-8)
+        entropy, perplexity = code_usage(out.index, unwrap(model).num_codes)
+        logs["usage_entropy"], logs["perplexity"] = entropy, perplexity
+        return loss, logs

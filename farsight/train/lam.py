@@ -1,0 +1,275 @@
+"""Training the latent action model (LAM): run config, recipes, validation, evaluation, loading.
+
+    farsight train lam [recipe] [key=value ...] --data STORE --out RUN [--resume]
+
+Trains on frame pairs (x_t, x_{t+1}) of the store's train split; true actions are never read
+for training (a store recorded without actions works), only to report agreement.
+
+The run folder holds ``checkpoint.pt``, ``config.json``, ``metrics.jsonl`` (per validation:
+EMA prediction error, gain over copying x_t, NMI with the true actions on the val split),
+``samples/actions_step*.png`` (rows: x_t, x_{t+1}, the prediction, then x_t decoded under each
+latent action 0..K-1) and, at the end, ``eval.json``: agreement of the latent actions with the
+true ones on the test split (NMI, MI, purity, contingency table).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from farsight.config import RecipeBook, from_dict, to_dict
+from farsight.data.loader import ClipDataset
+from farsight.data.store import EpisodeStore
+from farsight.errors import UsageError
+from farsight.eval.latent_actions import latent_action_agreement
+from farsight.io import atomic_write, atomic_write_json
+from farsight.metrics import image_grid
+from farsight.models.autoencoder import frames_to_images, images_to_frames
+from farsight.models.lam import LAMConfig, LatentActionModel
+from farsight.objectives.lam import LAMLossConfig, LAMObjective
+from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from farsight.train.config import TrainConfig
+from farsight.train.data import step_batches
+from farsight.train.loop import TrainResult, ValContext, seed_everything, train
+from farsight.train.precision import resolve_device
+
+KIND = "lam"
+
+
+@dataclass
+class LAMDataConfig:
+    path: str = ""
+    """Episode store to train on (``--data``)."""
+    val_pairs: int = 256
+    """Validation pairs for the prediction error (fixed, spread over the val split)."""
+    agreement_pairs: int = 2000
+    """Pairs of the val split used for the NMI at each validation (0: all)."""
+    grid_pairs: int = 8
+
+
+@dataclass
+class LAMRunConfig:
+    model: LAMConfig = field(default_factory=LAMConfig)
+    objective: LAMLossConfig = field(default_factory=LAMLossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: LAMDataConfig = field(default_factory=LAMDataConfig)
+
+
+LAM_RECIPES = RecipeBook(KIND)
+
+
+@LAM_RECIPES.register
+def lam_cpu() -> LAMRunConfig:
+    """CPU recipe (2 shared cores, fp32, ~10 minutes): 8 latent actions by FSQ (2 x 2 x 2),
+    both networks at 16x16 (patch 4), width 64."""
+    cfg = LAMRunConfig()
+    cfg.train = TrainConfig(
+        steps=6000,
+        batch_size=32,
+        workers=0,
+        log_every=25,
+        val_every=500,
+        ckpt_every=500,
+        max_minutes=10.0,
+        precision="fp32",
+    )
+    cfg.train.optim.lr = 2e-3
+    cfg.train.optim.warmup_steps = 50
+    cfg.train.ema_decay = 0.99
+    return cfg
+
+
+@LAM_RECIPES.register
+def lam_vq() -> LAMRunConfig:
+    """The CPU recipe with a cosine VQ codebook of 8 instead of FSQ."""
+    cfg = lam_cpu()
+    cfg.model.quantizer = "vq"
+    return cfg
+
+
+@LAM_RECIPES.register
+def lam_gpu() -> LAMRunConfig:
+    """A bigger LAM for one GPU."""
+    cfg = lam_cpu()
+    cfg.model.width, cfg.model.blocks, cfg.model.patch = 128, 2, 2
+    cfg.train = TrainConfig(steps=30_000, batch_size=128, workers=4, precision="auto")
+    cfg.train.optim.lr = 5e-4
+    return cfg
+
+
+@LAM_RECIPES.register
+def lam_tiny() -> LAMRunConfig:
+    """For tests: seconds on a CPU."""
+    cfg = LAMRunConfig()
+    cfg.model = LAMConfig(width=8, blocks=1, down=1, norm_groups=4)
+    cfg.train = TrainConfig(
+        steps=6, batch_size=4, workers=0, log_every=2, val_every=3, ckpt_every=3, precision="fp32"
+    )
+    cfg.train.optim.warmup_steps = 2
+    cfg.data = LAMDataConfig(val_pairs=8, agreement_pairs=64, grid_pairs=2)
+    return cfg
+
+
+# -- data -------------------------------------------------------------------------------------
+def pair_dataset(store: EpisodeStore, split: str) -> ClipDataset:
+    """Every (x_t, x_{t+1}) of a split, as two-frame clips (never across an episode end)."""
+    return ClipDataset(store, clip_len=2, split=split, keys=("frames",))
+
+
+def fixed_pairs(store: EpisodeStore, count: int) -> np.ndarray:
+    """uint8 (N, 2, H, W, 3): ``count`` pairs spread over the val split (train if empty)."""
+    for split in ("val", "train"):
+        try:
+            pairs = pair_dataset(store, split)
+        except ValueError:
+            continue
+        picks = np.unique(np.linspace(0, len(pairs) - 1, min(count, len(pairs))).astype(int))
+        return np.stack([pairs[int(i)]["frames"].numpy() for i in picks])
+    raise UsageError(f"store {store.path} has no episode of 2 frames")
+
+
+class LAMValidation:
+    def __init__(self, cfg: LAMRunConfig, store: EpisodeStore):
+        self.cfg, self.store = cfg, store
+        self.pairs = fixed_pairs(store, cfg.data.val_pairs)
+        self.objective = LAMObjective(cfg.objective)
+        self.split = "val" if store.split_episodes("val") else "train"
+
+    def __call__(self, ctx: ValContext) -> dict[str, float]:
+        batch = {"frames": torch.from_numpy(self.pairs).to(ctx.device)}
+        _, logs = self.objective(ctx.ema, batch)
+        metrics = {k: float(v) for k, v in logs.items()}
+        if "actions" in self.store.arrays:
+            agree = latent_action_agreement(
+                ctx.ema, self.store, self.split, ctx.device, self.cfg.data.agreement_pairs
+            )
+            metrics.update({f"{k}": agree[k] for k in ("nmi", "accuracy", "usage_entropy")})
+        self.write_grid(ctx)
+        return metrics
+
+    @torch.no_grad()
+    def write_grid(self, ctx: ValContext) -> None:
+        n = min(self.cfg.data.grid_pairs, len(self.pairs))
+        if not n:
+            return
+        lam = ctx.ema
+        pairs = torch.from_numpy(self.pairs[:n]).to(ctx.device)
+        x, x_next = frames_to_images(pairs[:, 0]), frames_to_images(pairs[:, 1])
+        rows = [self.pairs[:n, 0], self.pairs[:n, 1], images_to_frames(lam(x, x_next).pred)]
+        for k in range(lam.num_codes):
+            code = lam.code_of(torch.full((n,), k, device=ctx.device))
+            rows.append(images_to_frames(lam.decode(x, code)))
+        grid = image_grid([np.asarray(r.cpu() if torch.is_tensor(r) else r) for r in rows])
+        path = ctx.run_dir / "samples" / f"actions_step{ctx.step:07d}.png"
+        atomic_write(path, lambda f: Image.fromarray(grid).save(f, format="PNG"))
+
+
+# -- loading ----------------------------------------------------------------------------------
+def load_lam(
+    path: str | Path, device: str | torch.device = "cpu", weights: str = "ema"
+) -> tuple[LatentActionModel, LAMRunConfig, dict]:
+    """A LAM checkpoint (file or run folder) -> (model in eval mode, config, checkpoint)."""
+    ckpt = load_checkpoint(path, kind=KIND)
+    cfg = from_dict(LAMRunConfig, ckpt["config"], source=f"checkpoint {ckpt['path']}")
+    model = LatentActionModel(cfg.model)
+    state = ckpt["ema"]["model"] if weights == "ema" and ckpt.get("ema") else ckpt["model"]
+    model.load_state_dict(state)
+    return model.to(device).eval().requires_grad_(False), cfg, ckpt
+
+
+# -- the run ----------------------------------------------------------------------------------
+def evaluate_lam(lam: LatentActionModel, store: EpisodeStore, device) -> dict:
+    """Agreement with the true actions on the test (and val) split, and the test MSE/gain."""
+    out: dict = {}
+    if "actions" in store.arrays:
+        for split in ("test", "val"):
+            if store.split_episodes(split):
+                out[split] = latent_action_agreement(lam, store, split, device)
+    return out
+
+
+def train_lam(
+    cfg: LAMRunConfig, out: str | Path, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    out = Path(out)
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(out, kind=KIND)
+        stored = from_dict(LAMRunConfig, ckpt["config"], source=f"checkpoint {ckpt['path']}")
+        stored.data.path = cfg.data.path or stored.data.path
+        cfg = stored
+        spent = ckpt["data"].get("train_seconds", 0.0) >= cfg.train.max_minutes * 60 > 0
+        if ckpt["step"] >= cfg.train.steps or spent:
+            print(f"run {out} is complete: step {ckpt['step']}")
+            return TrainResult(step=ckpt["step"], metrics=ckpt["extra"].get("metrics", {}))
+    elif (out / CHECKPOINT_NAME).exists():
+        raise UsageError(
+            f"run folder {out} already holds a checkpoint; continue it with --resume "
+            "or choose another --out"
+        )
+    cfg.model.validate()
+    cfg.train.validate()
+    if not cfg.data.path:
+        raise UsageError("no training data: give --data STORE")
+    store = EpisodeStore(cfg.data.path)
+    if "frames" not in store.arrays:
+        raise UsageError(f"store {store.path} holds no 'frames' array (a latent cache?)")
+    dataset = pair_dataset(store, "train")
+    seed_everything(cfg.train.seed)
+    model = LatentActionModel(cfg.model)
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", {"kind": KIND, "config": to_dict(cfg)})
+
+    def batches(start_step: int):
+        return step_batches(
+            dataset, cfg.train.batch_size, start_step, cfg.train.seed, cfg.train.workers
+        )
+
+    if progress:
+        params = sum(p.numel() for p in model.parameters())
+        print(
+            f"lam: {params / 1e6:.2f}M parameters, {cfg.model.num_codes} latent actions "
+            f"({cfg.model.quantizer}); {len(dataset)} training pairs"
+        )
+    result = train(
+        model,
+        LAMObjective(cfg.objective),
+        batches,
+        cfg.train,
+        run_dir=out,
+        kind=KIND,
+        config=cfg,
+        validate=LAMValidation(cfg, store),
+        resume=ckpt,
+        progress=progress,
+        extra={"env": store.meta.get("env", {})},
+    )
+    if result.stopped in ("done", "time"):
+        device = resolve_device(cfg.train.device)
+        lam, _, _ = load_lam(out, device)
+        evaluation = evaluate_lam(lam, store, device)
+        atomic_write_json(out / "eval.json", {"step": result.step, "weights": "ema", **evaluation})
+        if progress:
+            for split, m in evaluation.items():
+                print(
+                    f"{split}: {m['pairs']} pairs  NMI {m['nmi']:.3f}  MI {m['mi_bits']:.3f} bits"
+                    f"  purity {m['accuracy']:.3f}  usage {m['usage_entropy']:.3f}"
+                )
+    return result
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from farsight.commands.train import config_from_args
+
+    cfg = config_from_args(args, LAM_RECIPES, "lam_cpu", LAMRunConfig)
+    if args.data:
+        cfg.data.path = str(Path(args.data).resolve())
+    result = train_lam(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"run {args.out}: step {result.step} ({result.stopped}); checkpoint {CHECKPOINT_NAME}")
+    return 0

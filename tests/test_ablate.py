@@ -1,0 +1,184 @@
+"""``farsight ablate``: the grid trains and evaluates each cell once, resumes an interrupted
+one from its checkpoint, refuses a changed spec, and writes a report; ``farsight eval`` CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from farsight.cli import main
+from farsight.config import ConfigError
+from farsight.data.recorder import RecordConfig, record
+from farsight.errors import UsageError
+from farsight.eval.ablate import AblateSpec, run_config, run_grid
+from farsight.eval.run import EvalConfig
+from farsight.eval.variants import DEFAULT_GRID, VARIANTS
+from farsight.sampling import SamplingConfig
+from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
+from farsight.train.checkpoint import load_checkpoint
+from farsight.train.dynamics import train_dynamics
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("abl")
+    cfg = RecordConfig(frames=600, shard_frames=300)
+    cfg.env.arena.episode_steps = 59
+    record(cfg, root / "store", progress=False)
+    ae = AE_RECIPES.get("ae_tiny")
+    ae.data.path = str(root / "store")
+    ae.train.steps = 2
+    train_autoencoder(ae, root / "ae", progress=False)
+    return root
+
+
+def spec_for(world, **eval_kw) -> AblateSpec:
+    return AblateSpec(
+        recipe="dyn_tiny",
+        data=str(world / "store"),
+        autoencoder=str(world / "ae"),
+        # grad cosines every 2 steps (the report plots them); no validation rollout videos
+        overrides=("grad_cosine_every=2", "data.sample_frames=0"),
+        eval=EvalConfig(
+            split="all",
+            clips=1,
+            horizon=4,
+            n_boot=20,
+            sampling=SamplingConfig(steps=1),
+            **eval_kw,
+        ),
+    )
+
+
+def snapshot(folder):
+    return {p: p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class Spy:
+    """Counts training calls (and their resume flag) and forwards them to train_dynamics."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cfg, out, resume=False, progress=True):
+        self.calls.append((out.parent.name, resume))
+        return train_dynamics(cfg, out, resume=resume, progress=progress)
+
+
+def test_variants_edit_only_what_they_ablate():
+    assert set(DEFAULT_GRID) <= set(VARIANTS) and len(DEFAULT_GRID) == 8
+    spec = AblateSpec(recipe="abl_cpu", data="d", autoencoder="a", overrides=("train.steps=7",))
+    cfgs = {v: run_config(spec, v, seed=2) for v in VARIANTS}
+    heads = {v: c.model.heads for v, c in cfgs.items()}
+    assert heads["next_frame"].offsets == (1,) and heads["contiguous"].offsets == (1, 2, 3, 4)
+    assert heads["skip_fullres"].head_resolutions == (1, 1, 1, 1)
+    assert heads["skip_cascade"].head_resolutions == (1, 2, 4, 8)
+    assert heads["skip_cascade_aux"].aux_weight > 0 and heads["skip_cascade"].aux_weight == 0
+    assert heads["skip_cascade_early"].branch_layer == -2
+    assert heads["skip_cascade_multires"].multires
+    assert cfgs["nf_diffusion"].objective.kind == "next_frame"
+    assert {c.objective.kind for v, c in cfgs.items() if v != "nf_diffusion"} == {
+        "diffusion_forcing"
+    }
+    # Equal compute: one model size, step count, batch and clip for every variant; seed set.
+    assert {(c.model.width, c.train.steps, c.train.batch_size) for c in cfgs.values()} == {
+        (128, 7, 8)
+    }
+    assert all(c.train.seed == 2 for c in cfgs.values())
+    with pytest.raises(ConfigError, match="unknown variant 'bogus'"):
+        run_config(spec, "bogus", 0)
+
+
+def test_grid_skips_finished_runs_and_resumes_an_interrupted_one(world, tmp_path, monkeypatch):
+    out = tmp_path / "grid"
+    spec = spec_for(world)
+    first = Spy()
+    run_grid(spec, out, ["next_frame", "skip_cascade"], [0], progress=False, train_fn=first)
+    assert first.calls == [("next_frame", False), ("skip_cascade", False)]
+    for v in ("next_frame", "skip_cascade"):
+        run = json.loads((out / v / "seed0" / "run.json").read_text())
+        assert run["steps"] == 6 and run["train_seconds"] > 0
+        assert json.loads((out / v / "flops.json").read_text())["flops_per_step"] > 0
+    readme = (out / "README.md").read_text()
+    assert "skip_cascade" in readme and "GFLOP / step" in readme and "equal optimizer" in readme
+    assert (out / "strip_clip0.png").exists() and (out / "grad_cos_skip_cascade.png").exists()
+    assert (out / "curve_psnr_s1.png").exists()
+    before = snapshot(out / "next_frame") | snapshot(out / "skip_cascade")
+
+    # A third variant is interrupted right after its first checkpoint (step 3 of 6).
+    from farsight.train import loop
+
+    original = loop.save_checkpoint
+
+    def crash_after_save(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_save)
+    variants = ["next_frame", "skip_cascade", "contiguous"]
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(spec, out, variants, [0], progress=False, train_fn=Spy())
+    monkeypatch.undo()
+    assert load_checkpoint(out / "contiguous" / "seed0")["step"] == 3
+
+    again = Spy()
+    run_grid(spec, out, variants, [0], progress=False, train_fn=again)
+    assert again.calls == [("contiguous", True)]  # finished runs are not touched
+    assert snapshot(out / "next_frame") | snapshot(out / "skip_cascade") == before
+    assert load_checkpoint(out / "contiguous" / "seed0")["step"] == 6
+    assert (out / "contiguous" / "seed0" / "eval" / "README.md").exists()
+    assert "contiguous" in (out / "README.md").read_text()
+
+    with pytest.raises(UsageError, match="ablate.json was made with eval"):
+        run_grid(spec_for(world, seed=5), out, variants, [0], progress=False, train_fn=again)
+
+
+def test_eval_and_ablate_commands(world, tmp_path, capsys):
+    out = tmp_path / "grid"
+    code = main(
+        [
+            "ablate",
+            "--recipe",
+            "dyn_tiny",
+            "--variants",
+            "next_frame",
+            "--seeds",
+            "1",
+            "--data",
+            str(world / "store"),
+            "--autoencoder",
+            str(world / "ae"),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--eval-episodes",
+            "1",
+            "--eval-horizon",
+            "2",
+            "--eval-split",
+            "all",
+            "--quiet",
+            "data.sample_frames=0",
+        ]
+    )
+    assert code == 0 and (out / "README.md").exists()
+    ckpt = out / "next_frame" / "seed0"
+    args = ["eval", "--ckpt", str(ckpt), "--data", str(world / "store"), "--split", "all"]
+    args += ["--episodes", "1", "--horizon", "2", "--quiet", "--sampling.steps", "1"]
+    assert main([*args, "--out", str(tmp_path / "eval")]) == 0
+    assert (tmp_path / "eval" / "README.md").exists()
+    assert "1 clips x 2 frames" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "e2"), "--sampling.sampler", "nope"]) == 2
+    assert "sampling.sampler" in capsys.readouterr().err
+    assert main(["ablate", "--out", str(tmp_path / "none"), "--report-only"]) == 2

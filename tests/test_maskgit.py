@@ -1,0 +1,220 @@
+"""MaskGIT on the diffusion backbone: token views, loss only on masked tokens, no leak of
+masked tokens into the input, causality, overfitting, cached sampling equals uncached."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from farsight.config import ConfigError
+from farsight.dynamics_config import HeadsConfig, ObjectiveConfig, dynamics_tiny
+from farsight.models.dynamics import DynamicsModel, DynamicsOutput, actions_into_frames
+from farsight.models.fsq import FSQ
+from farsight.models.tokens import (
+    digits_to_codes,
+    fsq_digits,
+    input_channels,
+    output_channels,
+    token_input,
+    token_nll,
+)
+from farsight.objectives import make_objective
+from farsight.objectives.maskgit import MaskGIT, random_mask
+from farsight.sampling.maskgit import generate_tokens, prime_tokens, unmask_schedule
+from farsight.sampling.rollout import new_state
+
+LEVELS = (4, 3)
+B, T = 2, 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_model(seed: int = 0, perturb: bool = True, heads: HeadsConfig | None = None):
+    cfg = dataclasses.replace(
+        dynamics_tiny(),
+        latent_channels=input_channels(LEVELS),
+        out_channels=output_channels(LEVELS),
+        heads=heads or HeadsConfig(),
+    )
+    torch.manual_seed(seed)
+    model = DynamicsModel(cfg)
+    if perturb:  # adaLN-Zero starts every output at 0: nothing would depend on anything
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+    return model
+
+
+def objective() -> MaskGIT:
+    return make_objective(ObjectiveConfig(kind="maskgit", fsq_levels=LEVELS))
+
+
+def make_batch(model: DynamicsModel, t: int = T, seed: int = 0) -> dict:
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(seed)
+    total = t + cfg.heads.max_offset - 1
+    return {
+        "latents": 2 * torch.randn(B, total, len(LEVELS), *cfg.latent_size, generator=g),
+        "actions": torch.randint(0, cfg.num_actions, (B, total), generator=g),
+    }
+
+
+def test_token_views_round_trip():
+    fsq = FSQ(LEVELS)
+    pre = 2 * torch.randn(2, 3, len(LEVELS), 4, 4)
+    digits = fsq_digits(fsq, pre)
+    assert digits.min() >= 0 and all(int(digits[:, :, c].max()) < lv for c, lv in enumerate(LEVELS))
+    codes = fsq(pre.flatten(0, 1)).unflatten(0, (2, 3))
+    torch.testing.assert_close(digits_to_codes(digits, LEVELS), codes)
+    indices = fsq.codes_to_indices(codes.flatten(0, 1))
+    assert torch.equal(fsq.indices_to_codes(indices).unflatten(0, (2, 3)), codes)
+    mask = torch.zeros(2, 3, 4, 4, dtype=torch.bool)
+    mask[:, :, 0, 0] = True
+    x = token_input(digits, mask, LEVELS)
+    assert x.shape == (2, 3, len(LEVELS) + 1, 4, 4)
+    assert (x[:, :, :-1, 0, 0] == 0).all() and (x[:, :, -1, 0, 0] == 1).all()
+    torch.testing.assert_close(x[:, :, :-1, 1:], codes[:, :, :, 1:])
+
+
+def test_random_mask_counts_and_schedule():
+    counts = torch.tensor([[1, 5, 16]])
+    mask = random_mask(counts, (4, 4), torch.Generator().manual_seed(0))
+    assert mask.flatten(2).sum(-1).tolist() == [[1, 5, 16]]
+    for steps in (1, 4, 8, 25):
+        left = unmask_schedule(64, steps)
+        assert left[-1] == 0 and len(left) == steps
+        assert all(b < a for a, b in zip([64, *left], left, strict=False))
+
+
+class LogitModel(torch.nn.Module):
+    """Stands in for the backbone: returns fixed leaf logits, records its input."""
+
+    def __init__(self, real: DynamicsModel, t: int):
+        super().__init__()
+        self.cfg = real.cfg
+        self.real = real
+        self.logits = torch.nn.Parameter(torch.randn(B, t, sum(LEVELS), *real.cfg.latent_size))
+
+    def forward(self, x, tau, actions, clean=None, **_):
+        self.seen = (x.detach().clone(), tau.detach().clone())
+        far = self.real(x, tau, actions, clean=clean).far
+        return DynamicsOutput(main=self.logits * 1.0, far=far)
+
+
+def test_loss_only_on_masked_tokens_and_no_leak():
+    real = make_model()
+    fake = LogitModel(real, T)
+    obj = objective()
+    batch = make_batch(real)
+    g = torch.Generator().manual_seed(3)
+    mask = obj.sample_mask((B, T), real.cfg.latent_size, "cpu", torch.Generator().manual_seed(3))
+    terms = obj.terms(fake, batch, g)
+    terms.values["main"].backward()
+    grad = fake.logits.grad.abs().sum(2)  # (B, T, H, W)
+    assert (grad[~mask] == 0).all(), "an unmasked token contributed to the loss"
+    assert (grad[mask] > 0).all()
+    x, tau = fake.seen
+    assert torch.equal(x[:, :, -1].bool(), mask)
+    assert (x[:, :, :-1][mask.unsqueeze(2).expand_as(x[:, :, :-1])] == 0).all(), "masked leak"
+    torch.testing.assert_close(tau, mask.flatten(2).float().mean(-1))
+    # the masked tokens' true values change nothing the model sees
+    batch2 = {**batch, "latents": batch["latents"].clone()}
+    batch2["latents"][:, :T] = torch.where(
+        mask.unsqueeze(2), -batch["latents"][:, :T], batch["latents"][:, :T]
+    )
+    obj.terms(fake, batch2, torch.Generator().manual_seed(3))
+    assert torch.equal(fake.seen[0], x)
+
+
+def test_objective_runs_with_far_heads_and_learns_gradients():
+    model = make_model(perturb=False)
+    loss, logs = objective()(model, make_batch(model))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert {"loss/main", "loss/head2", "loss/head4", "loss/head8", "acc/main"} <= set(logs)
+    assert model.final.linear.weight.grad.abs().sum() > 0
+    assert all(h.final.linear.weight.grad.abs().sum() > 0 for h in model.heads.heads)
+
+
+def test_diffusion_only_options_are_refused():
+    model = make_model(heads=HeadsConfig(aux_weight=0.1))
+    with pytest.raises(ConfigError, match="aux_weight"):
+        objective()(model, make_batch(model))
+    with pytest.raises(ConfigError, match="fsq_levels"):
+        ObjectiveConfig(kind="maskgit").validate()
+
+
+def test_no_position_sees_later_frames():
+    model = make_model().eval()
+    batch = make_batch(model)
+    fsq = FSQ(LEVELS)
+    digits = fsq_digits(fsq, batch["latents"][:, :T])
+    g = torch.Generator().manual_seed(0)
+    mask = random_mask(torch.randint(1, 64, (B, T), generator=g), model.cfg.latent_size, g)
+    x = token_input(digits, mask, LEVELS)
+    tau = mask.flatten(2).float().mean(-1)
+    actions = batch["actions"]
+    with torch.no_grad():
+        base = model(x, tau, actions)
+        for cut in (0, 3):
+            d2, m2 = digits.clone(), mask.clone()
+            d2[:, cut + 1 :] = (d2[:, cut + 1 :] + 1) % 3
+            m2[:, cut + 1 :] = ~m2[:, cut + 1 :]
+            x2 = token_input(d2, m2, LEVELS)
+            tau2 = m2.flatten(2).float().mean(-1)
+            a2 = actions.clone()
+            a2[:, cut:] = (a2[:, cut:] + 1) % model.cfg.num_actions  # a_cut leads into cut+1
+            main = model(x2, tau2, a2[:, :T], heads=False).main
+            changed = ((main - base.main).abs().flatten(2).amax(-1) > 1e-6).any(0)
+            assert not changed[: cut + 1].any(), f"head 1 at <= {cut} saw a later frame"
+            assert changed[cut + 1 :].all(), "perturbation had no effect: test is vacuous"
+            far = model(x2, tau2, actions).far
+            for k, pred in far.items():
+                changed = ((pred - base.far[k]).abs().flatten(2).amax(-1) > 1e-6).any(0)
+                assert not changed[: cut + 1].any(), f"head {k} at <= {cut} saw a later frame"
+                assert changed[cut + 1 :].any()
+
+
+def test_overfits_a_clip():
+    torch.manual_seed(0)
+    model = make_model(perturb=False, heads=HeadsConfig(offsets=(1, 2), depths=(0,)))
+    batch = make_batch(model, t=4)
+    obj = objective()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(150):
+        loss, logs = obj(model, batch, torch.Generator().manual_seed(step))
+        losses.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.4 * first, (first, last)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_cached_sampling_equals_uncached(temperature):
+    model = make_model().eval()
+    fsq = FSQ(LEVELS)
+    prompt = fsq_digits(fsq, 2 * torch.randn(1, 3, len(LEVELS), *model.cfg.latent_size))
+    actions_in = actions_into_frames(torch.tensor([[1, 2, 3]]), model.start_action)
+    future = torch.tensor([[4, 0, 2, 1, 3]])
+    runs = []
+    for kv_cache, full_history in ((True, False), (False, True)):
+        state = new_state(
+            model, torch.Generator().manual_seed(5), kv_cache=kv_cache, full_history=full_history
+        )
+        prime_tokens(model, state, prompt, actions_in, LEVELS)
+        runs.append(generate_tokens(model, state, future, LEVELS, steps=4, temperature=temperature))
+    assert runs[0].shape == (1, 5, len(LEVELS), *model.cfg.latent_size)
+    assert torch.equal(runs[0], runs[1])
+    nll = token_nll(torch.zeros(1, 1, sum(LEVELS), 8, 8), runs[0][:, :1], LEVELS)
+    assert torch.isfinite(nll).all()
