@@ -116,6 +116,8 @@ def write_rollout_video(
     from farsight.world_env import WorldModelEnv
 
     env = WorldModelEnv(world_model, store, sampling=sampling, prompt_frames=prompt_frames)
+    # The env's view of the store: a model trained on latent (or no) actions is fed those.
+    store = env.store
     episode = pick_episode(store, episode, split)
     length = store.episodes[episode].length
     if not 0 <= start < length - 1:
