@@ -77,7 +77,13 @@ class Spy:
 
 def test_variants_edit_only_what_they_ablate():
     assert set(DEFAULT_GRID) <= set(VARIANTS) and len(DEFAULT_GRID) == 8
-    spec = AblateSpec(recipe="abl_cpu", data="d", autoencoder="a", overrides=("train.steps=7",))
+    spec = AblateSpec(
+        recipe="abl_cpu",
+        data="d",
+        autoencoder="a",
+        overrides=("train.steps=7",),
+        token_autoencoder="t",
+    )
     cfgs = {v: run_config(spec, v, seed=2) for v in VARIANTS}
     heads = {v: c.model.heads for v, c in cfgs.items()}
     assert heads["next_frame"].offsets == (1,) and heads["contiguous"].offsets == (1, 2, 3, 4)
@@ -87,9 +93,17 @@ def test_variants_edit_only_what_they_ablate():
     assert heads["skip_cascade_early"].branch_layer == -2
     assert heads["skip_cascade_multires"].multires
     assert cfgs["nf_diffusion"].objective.kind == "next_frame"
-    assert {c.objective.kind for v, c in cfgs.items() if v != "nf_diffusion"} == {
+    genie = ("maskgit", "maskgit_skip_cascade")
+    assert {c.objective.kind for v, c in cfgs.items() if v not in ("nf_diffusion", *genie)} == {
         "diffusion_forcing"
     }
+    # MaskGIT variants: the token autoencoder's FSQ tokens, the same heads as their twins.
+    assert all(cfgs[v].objective.kind == "maskgit" for v in genie)
+    assert {v: c.data.autoencoder for v, c in cfgs.items() if c.data.autoencoder != "a"} == {
+        v: "t" for v in genie
+    }
+    assert cfgs["maskgit"].model.heads.offsets == (1,)
+    assert cfgs["maskgit_skip_cascade"].model.heads == cfgs["skip_cascade"].model.heads
     # Equal compute: one model size, step count, batch and clip for every variant; seed set.
     assert {(c.model.width, c.train.steps, c.train.batch_size) for c in cfgs.values()} == {
         (128, 7, 8)
@@ -97,6 +111,34 @@ def test_variants_edit_only_what_they_ablate():
     assert all(c.train.seed == 2 for c in cfgs.values())
     with pytest.raises(ConfigError, match="unknown variant 'bogus'"):
         run_config(spec, "bogus", 0)
+    no_tokens = AblateSpec(recipe="abl_cpu", data="d", autoencoder="a")
+    with pytest.raises(UsageError, match="variant maskgit trains MaskGIT.*--token-autoencoder"):
+        run_config(no_tokens, "maskgit", 0)
+
+
+def test_grid_compares_maskgit_on_tokens_with_diffusion(world, tmp_path):
+    fsq = AE_RECIPES.get("ae_tiny")
+    fsq.model.kind, fsq.model.fsq_levels = "fsq", (5, 3, 3, 3)
+    fsq.data.path = str(world / "store")
+    fsq.train.steps = 2
+    train_autoencoder(fsq, tmp_path / "fsq", progress=False)
+    spec = spec_for(world)
+    # Each run samples as its config says (the variant sets MaskGIT's steps).
+    spec.eval.sampling = None
+    spec.token_autoencoder = str(tmp_path / "fsq")
+    out = tmp_path / "grid"
+    run_grid(spec, out, ["next_frame", "maskgit"], [0], progress=False)
+    mg = load_checkpoint(out / "maskgit" / "seed0")
+    assert mg["config"]["objective"]["kind"] == "maskgit"
+    assert mg["config"]["data"]["autoencoder"] == str(tmp_path / "fsq")
+    assert mg["extra"]["autoencoder"]["config"]["model"]["kind"] == "fsq"
+    flops = json.loads((out / "maskgit" / "flops.json").read_text())["flops_per_step"]
+    assert flops > 0
+    readme = (out / "README.md").read_text()
+    assert "8 MaskGIT steps, temperature" in readme and "4 ddim steps" in readme
+    # FSQ code values and continuous latents are different spaces: no latent MSE across them.
+    assert "no latent MSE" in readme and "latent_mse" not in readme
+    assert "latent_mse" in (out / "maskgit" / "seed0" / "eval" / "metrics.csv").read_text()
 
 
 def test_grid_skips_finished_runs_and_resumes_an_interrupted_one(world, tmp_path, monkeypatch):

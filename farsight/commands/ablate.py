@@ -2,6 +2,8 @@
 
     farsight ablate --recipe abl_cpu --variants next_frame,skip_cascade --seeds 3 \\
         --data data/arena --autoencoder runs/ae_arena --out runs/abl_arena [key=value ...]
+    farsight ablate --recipe abl_cpu --variants next_frame,maskgit --seeds 3 --data data/arena \\
+        --autoencoder runs/ae_arena --token-autoencoder runs/ae_fsq --out runs/abl_mg
     farsight ablate --out runs/abl_arena --variants ... --seeds 3 --report-only
 
 The work is in ``farsight.eval.ablate``; the variants in ``farsight.eval.variants``.
@@ -43,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="grid folder")
     p.add_argument("--data", help="episode store")
     p.add_argument("--autoencoder", help="autoencoder checkpoint or run folder")
+    p.add_argument(
+        "--token-autoencoder",
+        help="fsq autoencoder (checkpoint or run folder) whose tokens the MaskGIT variants "
+        "train on",
+    )
     p.add_argument("--steps", type=int, help="train.steps of every run")
     p.add_argument("--eval-episodes", type=int, default=8, help="eval clips per run (8)")
     p.add_argument("--eval-horizon", type=int, default=64, help="frames generated per clip (64)")
@@ -82,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         data=str(Path(args.data).resolve()),
         autoencoder=str(Path(args.autoencoder).resolve()),
         overrides=tuple(overrides),
+        token_autoencoder=str(Path(args.token_autoencoder).resolve())
+        if args.token_autoencoder
+        else "",
         eval=EvalConfig(
             split=args.eval_split,
             clips=args.eval_episodes,

@@ -39,7 +39,14 @@ import numpy as np
 from farsight.config import apply_overrides, from_dict
 from farsight.errors import UsageError
 from farsight.eval.metrics import MetricRow
-from farsight.eval.run import DONE_FILE, ROLLOUT_FILE, EvalConfig, evaluate, write_eval
+from farsight.eval.run import (
+    DONE_FILE,
+    ROLLOUT_FILE,
+    EvalConfig,
+    evaluate,
+    sampling_text,
+    write_eval,
+)
 from farsight.eval.variants import describe, get_variant
 from farsight.io import atomic_write_json, read_json
 
@@ -60,6 +67,8 @@ class AblateSpec:
     autoencoder: str
     overrides: tuple[str, ...] = ()
     eval: EvalConfig = field(default_factory=EvalConfig)
+    token_autoencoder: str = ""
+    """FSQ autoencoder whose tokens the MaskGIT variants train on (empty: the grid has none)."""
 
     def as_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -89,6 +98,13 @@ def run_config(spec: AblateSpec, variant: str, seed: int):
     cfg = apply_overrides(DYNAMICS_RECIPES.get(spec.recipe), list(spec.overrides))
     cfg.data.path, cfg.data.autoencoder = spec.data, spec.autoencoder
     get_variant(variant)(cfg)
+    if cfg.objective.kind == "maskgit":
+        if not spec.token_autoencoder:
+            raise UsageError(
+                f"variant {variant} trains MaskGIT on FSQ tokens: give --token-autoencoder "
+                "AE_RUN (an fsq autoencoder of the same store, e.g. recipe ae_fsq)"
+            )
+        cfg.data.autoencoder = spec.token_autoencoder
     cfg.train.seed = seed
     if cfg.train.max_minutes > 0:
         raise UsageError(
@@ -104,8 +120,10 @@ def check_spec(out: Path, spec: AblateSpec) -> None:
     want = spec.as_json()
     if path.exists():
         have = read_json(path, "ablation spec")
+        # A key added to the spec after a grid was made holds its default there.
+        defaults = AblateSpec(spec.recipe, spec.data, spec.autoencoder).as_json()
         for key in want:
-            if have.get(key) != want[key]:
+            if have.get(key, defaults[key]) != want[key]:
                 raise UsageError(
                     f"{path} was made with {key}={have.get(key)!r}, this run asks for "
                     f"{want[key]!r}: choose another --out (or remove that grid)"
@@ -131,8 +149,10 @@ def step_flops(cfg) -> dict[str, float]:
         m = cfg.model
         frames = cfg.data.clip_len + m.heads.max_offset - 1
         b = cfg.train.batch_size
+        # MaskGIT batches hold the FSQ pre-quantization latents, not the backbone's input.
+        channels = len(cfg.objective.fsq_levels) or m.latent_channels
         batch = {
-            "latents": torch.randn(b, frames, m.latent_channels, *m.latent_size),
+            "latents": torch.randn(b, frames, channels, *m.latent_size),
             "actions": torch.randint(0, m.num_actions, (b, frames)),
         }
         counter = FlopCounterMode(display=False)
@@ -395,12 +415,18 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
     missing = [f"{v}/seed{s}" for v in variants for s in seeds if not is_done(out, v, s)]
     if not finished:
         raise UsageError(f"no finished run in {out} to report on")
-    rows = [
-        r
-        for v, s in finished
-        for r in eval_rows(out, v, s)
-        if r.metric not in REPORT_METRICS_DROPPED
-    ]
+    first_run = {}
+    for v, s in finished:
+        first_run.setdefault(v, run_dir(out, v, s))
+    sampling = {
+        v: sampling_text(read_json(f / "eval" / "metrics.json", "eval metrics").get("meta", {}))
+        for v, f in first_run.items()
+    }
+    # Latent errors of runs on different autoencoders live in different spaces (continuous
+    # latents vs FSQ code values): not comparable, so left out when a grid mixes them.
+    mixed_latents = len({trained_config(f).data.autoencoder for f in first_run.values()}) > 1
+    dropped = (*REPORT_METRICS_DROPPED, *(("latent_mse",) if mixed_latents else ()))
+    rows = [r for v, s in finished for r in eval_rows(out, v, s) if r.metric not in dropped]
     first_eval = read_json(run_dir(out, *finished[0]) / "eval" / "metrics.json", "eval metrics")
     meta = first_eval.get("meta", {})
 
@@ -424,11 +450,13 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
     seed_for_strips = next((s for s in seeds if any(is_done(out, v, s) for v in variants)), 0)
     strips = write_strips(out, variants, seed_for_strips)
     cfg0 = trained_config(run_dir(out, *finished[0]))
+    token_ae = spec.get("token_autoencoder", "")
+    tokens = f"; MaskGIT variants: FSQ tokens of `{token_ae}`" if token_ae else ""
     setup = markdown_table(
         ["setting", "value"],
         [
             ["recipe", f"`{spec['recipe']}`, overrides `{' '.join(spec['overrides']) or '-'}`"],
-            ["data", f"`{spec['data']}` (autoencoder `{spec['autoencoder']}`)"],
+            ["data", f"`{spec['data']}` (autoencoder `{spec['autoencoder']}`){tokens}"],
             [
                 "model",
                 f"depth {cfg0.model.depth}, width {cfg0.model.width}, patch {cfg0.model.patch}, "
@@ -444,13 +472,24 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
                 "evaluation",
                 f"split {meta.get('split')}, {len(meta.get('clips', []))} clips, prompt "
                 f"{meta.get('prompt_frames')} frames, horizon {meta.get('horizon')}, eval seed "
-                f"{meta.get('seed')}, sampling {_sampling_text(meta.get('sampling', {}))}",
+                f"{meta.get('seed')}, sampling "
+                + (
+                    next(iter(sampling.values()))
+                    if len(set(sampling.values())) == 1
+                    else "per variant (below)"
+                )
+                + (
+                    ", no latent MSE (the variants' latents are not comparable)"
+                    if mixed_latents
+                    else ""
+                ),
             ],
             ["equal compute", "equal optimizer steps (FLOPs per step differ: see below)"],
         ],
     )
     variant_table = markdown_table(
-        ["variant", "what it changes"], [[v, describe(v)] for v in variants]
+        ["variant", "what it changes", "rollout sampling"],
+        [[v, describe(v), sampling.get(v, "-")] for v in variants],
     )
     sections = [
         ("Setup", setup),
@@ -496,9 +535,3 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
         meta={"spec": spec, "runs": [f"{v}/seed{s}" for v, s in finished]},
     )
     return out / "README.md"
-
-
-def _sampling_text(s: dict) -> str:
-    if not s:
-        return "-"
-    return f"{s.get('steps')} {s.get('sampler')} steps, {s.get('scheduling')}, {s.get('context')}"

@@ -112,19 +112,3 @@ def latent_action_agreement(
     num_true = num_true or int(true.max()) + 1
     table = contingency(true, latent, num_true, lam.num_codes)
     return {"split": split, **agreement(table), "contingency": table.tolist()}
-
-
-def evaluate_world_model(world_model, store: EpisodeStore, cfg=None, **kwargs):
-    """``farsight.eval.run.evaluate`` for any world model, with the store's actions as the model
-    knows them (``farsight.action_source.store_for_model``): for a model trained on latent
-    actions the "true" rollout follows the latent actions its LAM infers from the ground-truth
-    frames and the random one uniformly drawn latent actions, so the Delta_t PSNR (t = 4) is
-    Genie's controllability measure with latent actions. Models on true actions are evaluated
-    exactly as before."""
-    from farsight.action_source import store_for_model
-    from farsight.eval.run import EvalConfig, evaluate
-
-    device = next(world_model.dynamics.parameters()).device
-    return evaluate(
-        world_model, store_for_model(world_model, store, device), cfg or EvalConfig(), **kwargs
-    )

@@ -309,12 +309,28 @@ def evaluate(
         "seed": cfg.seed,
         "delta_t": cfg.delta_t,
         "arena_positions": arena,
+        "objective": world_model.objective.kind,
         "sampling": dataclasses.asdict(env.sampling),
         "rollout_seconds": round(seconds, 3),
         "generated_frames": generated,
         "frames_per_second": round(generated / max(seconds, 1e-9), 2),
     }
     return EvalResult(rows, meta, gt_a, gen_a, rnd_a, np.stack(prompts), store)
+
+
+def sampling_text(meta: dict[str, Any]) -> str:
+    """How an eval's rollouts were sampled, from its metrics.json ``meta``."""
+    s = meta.get("sampling") or {}
+    if not s:
+        return "-"
+    if meta.get("objective") == "maskgit":  # MaskGIT decoding reads steps and temperature only
+        return (
+            f"{s['steps']} MaskGIT steps, temperature {s['temperature']}, KV cache {s['kv_cache']}"
+        )
+    return (
+        f"{s['steps']} {s['sampler']} steps, {s['scheduling']}, context {s['context']}, "
+        f"KV cache {s['kv_cache']}"
+    )
 
 
 def strip_horizons(horizon: int) -> list[int]:
@@ -369,7 +385,6 @@ def write_eval(
         title=f"episode {first['episode']}, prompt frames {first['start']}.."
         f"{first['start'] + meta['prompt_frames'] - 1}",
     )
-    s = meta["sampling"]
     setup = markdown_table(
         ["setting", "value"],
         [
@@ -377,11 +392,7 @@ def write_eval(
             ["data", f"`{meta['store']}`, split {meta['split']}"],
             ["clips", f"{len(meta['clips'])} (episode:start " + _clip_list(meta["clips"]) + ")"],
             ["prompt / generated frames", f"{meta['prompt_frames']} / {meta['horizon']}"],
-            [
-                "sampling",
-                f"{s['steps']} {s['sampler']} steps, {s['scheduling']}, context {s['context']}, "
-                f"KV cache {s['kv_cache']}",
-            ],
+            ["sampling", sampling_text(meta)],
             ["seed", meta["seed"]],
             [
                 "rollout time",

@@ -7,6 +7,12 @@ share its model size, data, optimizer and step count (the ablation's equal compu
 
 The multi-frame variants keep the recipe's far-head depths and loss weights; only offsets,
 resolutions and the post's extensions change.
+
+The MaskGIT variants (Genie's objective) train on the FSQ tokens of the grid's token
+autoencoder (``farsight ablate --token-autoencoder``) instead of the continuous latents; the
+backbone, heads, data, optimizer and steps stay the recipe's, so they meet diffusion forcing
+at equal compute. They roll out as ``dyn_maskgit`` does (``MASKGIT_STEPS``,
+``MASKGIT_TEMPERATURE``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ DEFAULT_GRID = (
 
 SKIP = (1, 2, 4, 8)
 CASCADE = (1, 2, 4, 8)
+MASKGIT_STEPS = 8
+MASKGIT_TEMPERATURE = 0.0
+"""Unmasking steps per frame and token temperature of the MaskGIT variants' rollouts: those of
+``dyn_maskgit`` (see its docstring for how the temperature was chosen)."""
 
 
 def register_variant(fn: Variant) -> Variant:
@@ -107,6 +117,26 @@ def nf_diffusion(cfg: DynamicsRunConfig) -> None:
     """Next frame only, next-frame diffusion as the base objective (vs diffusion forcing)."""
     cfg.model.heads.offsets = (1,)
     cfg.objective.kind = "next_frame"
+
+
+@register_variant
+def maskgit(cfg: DynamicsRunConfig) -> None:
+    """Next frame only, MaskGIT over FSQ tokens (Genie) as the base objective."""
+    cfg.model.heads.offsets = (1,)
+    _use_maskgit(cfg)
+
+
+@register_variant
+def maskgit_skip_cascade(cfg: DynamicsRunConfig) -> None:
+    """skip_cascade with the MaskGIT objective (far heads predict coarse token maps)."""
+    skip_cascade(cfg)
+    _use_maskgit(cfg)
+
+
+def _use_maskgit(cfg: DynamicsRunConfig) -> None:
+    cfg.objective.kind = "maskgit"
+    cfg.sampling.steps = MASKGIT_STEPS
+    cfg.sampling.temperature = MASKGIT_TEMPERATURE
 
 
 @register_variant

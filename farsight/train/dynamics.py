@@ -180,10 +180,13 @@ def dyn_tiny() -> DynamicsRunConfig:
 def dyn_maskgit() -> DynamicsRunConfig:
     """The Genie path on CPU: MaskGIT over an FSQ autoencoder's tokens (``ae_fsq``), the
     quickstart's backbone and heads; add ``data.actions=latent data.lam=LAM_RUN`` for latent
-    actions. Rollouts use 8 MaskGIT steps per frame (``--sampling.steps``)."""
+    actions. Rollouts use 8 MaskGIT steps per frame and the most likely token (temperature 0):
+    on the arena's val split (8 clips x 32 frames, a 12-minute run) temperature 0 had the
+    best PSNR at horizons 1 and 4 (21.1 / 19.9 dB against 21.0 / 19.7 at 0.5 and 20.8 / 19.6
+    at 1.0) and the best SSIM at every horizon; ``--sampling.temperature 1`` samples."""
     cfg = dyn_quickstart()
     cfg.objective = ObjectiveConfig(kind="maskgit")
-    cfg.sampling = SamplingConfig(steps=8)
+    cfg.sampling = SamplingConfig(steps=8, temperature=0.0)
     cfg.train.max_minutes = 12.0
     return cfg
 
