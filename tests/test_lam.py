@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from farsight.config import ConfigError
-from farsight.eval.latent_actions import agreement, contingency, normalized_mutual_information
+from farsight.eval.latent_actions import (
+    agreement,
+    chance_nmi,
+    contingency,
+    normalized_mutual_information,
+)
 from farsight.models.lam import LAMConfig, LatentActionModel
 from farsight.objectives.lam import LAMObjective, code_usage
 
@@ -97,6 +102,18 @@ def test_nmi_on_known_inputs():
     table = contingency(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1]), 2, 8)
     m = agreement(table)
     assert m["accuracy"] == pytest.approx(0.75) and m["pairs"] == 4
+
+
+def test_chance_nmi_is_what_independent_labels_score():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 9, 1500)
+    independent = contingency(true, rng.integers(0, 8, 1500), 9, 8)
+    chance = chance_nmi(independent)
+    # finite samples give independent labels an NMI above 0; the null covers it
+    assert 0 < chance["nmi_chance"] < chance["nmi_chance_p99"] < 0.05
+    assert agreement(independent)["nmi"] < chance["nmi_chance_p99"]
+    perfect = contingency(true, true % 8, 9, 8)
+    assert agreement(perfect)["nmi"] > 0.9 > chance_nmi(perfect)["nmi_chance"] * 10
 
 
 def shifted_pairs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,9 @@ Agreement (Genie reports none for its LAM; we do, on held-out episodes):
     accuracy   share of pairs whose true action is the most frequent true action of their
                latent code (many-to-one purity: how well Z predicts A)
     usage_entropy   H(Z) / log |Z|
+    nmi_chance      NMI of the same labels with the latent codes shuffled (mean over
+                    permutations) and its 99th percentile ``nmi_chance_p99``: NMI is biased
+                    upwards on finite samples, so this, not 0, is what "no agreement" reads
 
 Computed from the contingency table with numpy (no sklearn dependency).
 
@@ -56,6 +59,23 @@ def agreement(table: np.ndarray) -> dict[str, float]:
         "usage_entropy": float(hz / np.log(table.shape[1])) if table.shape[1] > 1 else 0.0,
         "pairs": int(n),
     }
+
+
+def chance_nmi(table: np.ndarray, permutations: int = 200, seed: int = 0) -> dict[str, float]:
+    """NMI expected of independent labels with the same marginals as the (A, K) ``table``
+    (a permutation null): mean and 99th percentile over ``permutations`` shuffles."""
+    table = np.asarray(table, np.int64)
+    a, k = table.shape
+    true = np.repeat(np.arange(a), table.sum(1))
+    latent = np.concatenate([np.repeat(np.arange(k), row) for row in table])
+    rng = np.random.default_rng(seed)
+    null = np.array(
+        [
+            agreement(contingency(true, rng.permutation(latent), a, k))["nmi"]
+            for _ in range(permutations)
+        ]
+    )
+    return {"nmi_chance": float(null.mean()), "nmi_chance_p99": float(np.percentile(null, 99))}
 
 
 def normalized_mutual_information(true: np.ndarray, latent: np.ndarray) -> float:
@@ -111,4 +131,4 @@ def latent_action_agreement(
     true, latent = np.concatenate(trues), np.concatenate(latents)
     num_true = num_true or int(true.max()) + 1
     table = contingency(true, latent, num_true, lam.num_codes)
-    return {"split": split, **agreement(table), "contingency": table.tolist()}
+    return {"split": split, **agreement(table), **chance_nmi(table), "contingency": table.tolist()}
