@@ -136,6 +136,8 @@ def test_grid_compares_maskgit_on_tokens_with_diffusion(world, tmp_path):
     assert flops > 0
     readme = (out / "README.md").read_text()
     assert "8 MaskGIT steps, temperature" in readme and "4 ddim steps" in readme
+    ceiling = next(line for line in readme.splitlines() if "autoencoder ceiling" in line)
+    assert "`ae` " in ceiling and "`fsq` " in ceiling and ceiling.count(" dB") == 2
     # FSQ code values and continuous latents are different spaces: no latent MSE across them.
     assert "no latent MSE" in readme and "latent_mse" not in readme
     assert "latent_mse" in (out / "maskgit" / "seed0" / "eval" / "metrics.csv").read_text()

@@ -452,6 +452,17 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
     cfg0 = trained_config(run_dir(out, *finished[0]))
     token_ae = spec.get("token_autoencoder", "")
     tokens = f"; MaskGIT variants: FSQ tokens of `{token_ae}`" if token_ae else ""
+    ceilings = ", ".join(
+        f"`{Path(ae).name}` {psnr:.2f} dB"
+        for ae in (spec["autoencoder"], token_ae)
+        if ae and (psnr := _test_psnr(ae)) is not None
+    )
+    shared_sampling = (
+        next(iter(sampling.values())) if len(set(sampling.values())) == 1 else "per variant"
+    )
+    no_latents = (
+        ", no latent MSE (the variants' latents are not comparable)" if mixed_latents else ""
+    )
     setup = markdown_table(
         ["setting", "value"],
         [
@@ -472,19 +483,15 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
                 "evaluation",
                 f"split {meta.get('split')}, {len(meta.get('clips', []))} clips, prompt "
                 f"{meta.get('prompt_frames')} frames, horizon {meta.get('horizon')}, eval seed "
-                f"{meta.get('seed')}, sampling "
-                + (
-                    next(iter(sampling.values()))
-                    if len(set(sampling.values())) == 1
-                    else "per variant (below)"
-                )
-                + (
-                    ", no latent MSE (the variants' latents are not comparable)"
-                    if mixed_latents
-                    else ""
-                ),
+                f"{meta.get('seed')}, sampling {shared_sampling}{no_latents}",
             ],
             ["equal compute", "equal optimizer steps (FLOPs per step differ: see below)"],
+            [
+                "autoencoder ceiling",
+                f"test PSNR of reconstructions (the autoencoder run's eval.json): {ceilings}"
+                if ceilings
+                else "-",
+            ],
         ],
     )
     variant_table = markdown_table(
@@ -535,3 +542,13 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
         meta={"spec": spec, "runs": [f"{v}/seed{s}" for v, s in finished]},
     )
     return out / "README.md"
+
+
+def _test_psnr(autoencoder: str) -> float | None:
+    """Test-split reconstruction PSNR from an autoencoder run's eval.json, if it has one:
+    no rollout decoded by that autoencoder can beat it."""
+    run = Path(autoencoder)
+    path = (run if run.is_dir() else run.parent) / "eval.json"
+    if not path.exists():
+        return None
+    return read_json(path, "autoencoder evaluation").get("test", {}).get("psnr")
