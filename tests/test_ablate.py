@@ -3,6 +3,7 @@ one from its checkpoint, refuses a changed spec, and writes a report; ``farsight
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from farsight.cli import main
 from farsight.config import ConfigError
 from farsight.data.recorder import RecordConfig, record
 from farsight.errors import UsageError
-from farsight.eval.ablate import AblateSpec, run_config, run_grid
+from farsight.eval.ablate import AblateSpec, check_spec, run_config, run_grid
 from farsight.eval.run import EvalConfig
 from farsight.eval.variants import DEFAULT_GRID, VARIANTS
 from farsight.sampling import SamplingConfig
@@ -185,6 +186,14 @@ def test_grid_skips_finished_runs_and_resumes_an_interrupted_one(world, tmp_path
 
     with pytest.raises(UsageError, match="ablate.json was made with eval"):
         run_grid(spec_for(world, seed=5), out, variants, [0], progress=False, train_fn=again)
+
+    # A grid made before the spec had token_autoencoder resumes: the missing key is its default.
+    stored = json.loads((out / "ablate.json").read_text())
+    del stored["token_autoencoder"]
+    (out / "ablate.json").write_text(json.dumps(stored))
+    check_spec(out, spec)
+    with pytest.raises(UsageError, match="token_autoencoder"):
+        check_spec(out, dataclasses.replace(spec, token_autoencoder="/some/fsq"))
 
 
 def test_eval_and_ablate_commands(world, tmp_path, capsys):
