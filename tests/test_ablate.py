@@ -19,7 +19,7 @@ from farsight.eval.variants import DEFAULT_GRID, VARIANTS
 from farsight.sampling import SamplingConfig
 from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
 from farsight.train.checkpoint import load_checkpoint
-from farsight.train.dynamics import train_dynamics
+from farsight.train.dynamics import DYNAMICS_RECIPES, train_dynamics
 
 
 @pytest.fixture(autouse=True)
@@ -94,17 +94,23 @@ def test_variants_edit_only_what_they_ablate():
     assert heads["skip_cascade_early"].branch_layer == -2
     assert heads["skip_cascade_multires"].multires
     assert cfgs["nf_diffusion"].objective.kind == "next_frame"
-    genie = ("maskgit", "maskgit_skip_cascade")
-    assert {c.objective.kind for v, c in cfgs.items() if v not in ("nf_diffusion", *genie)} == {
-        "diffusion_forcing"
-    }
+    genie_variants = ("maskgit", "maskgit_skip_cascade")
+    assert {
+        c.objective.kind for v, c in cfgs.items() if v not in ("nf_diffusion", *genie_variants)
+    } == {"diffusion_forcing"}
     # MaskGIT variants: the token autoencoder's FSQ tokens, the same heads as their twins.
-    assert all(cfgs[v].objective.kind == "maskgit" for v in genie)
+    assert all(cfgs[v].objective.kind == "maskgit" for v in genie_variants)
     assert {v: c.data.autoencoder for v, c in cfgs.items() if c.data.autoencoder != "a"} == {
-        v: "t" for v in genie
+        v: "t" for v in genie_variants
     }
     assert cfgs["maskgit"].model.heads.offsets == (1,)
     assert cfgs["maskgit_skip_cascade"].model.heads == cfgs["skip_cascade"].model.heads
+    genie = DYNAMICS_RECIPES.get("dyn_maskgit").sampling  # they roll out as the recipe does
+    for v in genie_variants:
+        assert (cfgs[v].sampling.steps, cfgs[v].sampling.temperature) == (
+            genie.steps,
+            genie.temperature,
+        )
     # Equal compute: one model size, step count, batch and clip for every variant; seed set.
     assert {(c.model.width, c.train.steps, c.train.batch_size) for c in cfgs.values()} == {
         (128, 7, 8)

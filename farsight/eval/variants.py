@@ -11,8 +11,7 @@ resolutions and the post's extensions change.
 The MaskGIT variants (Genie's objective) train on the FSQ tokens of the grid's token
 autoencoder (``farsight ablate --token-autoencoder``) instead of the continuous latents; the
 backbone, heads, data, optimizer and steps stay the recipe's, so they meet diffusion forcing
-at equal compute. They roll out as ``dyn_maskgit`` does (``MASKGIT_STEPS``,
-``MASKGIT_TEMPERATURE``).
+at equal compute. They roll out as ``dyn_maskgit`` does (its MaskGIT steps and temperature).
 """
 
 from __future__ import annotations
@@ -42,10 +41,6 @@ DEFAULT_GRID = (
 
 SKIP = (1, 2, 4, 8)
 CASCADE = (1, 2, 4, 8)
-MASKGIT_STEPS = 8
-MASKGIT_TEMPERATURE = 0.0
-"""Unmasking steps per frame and token temperature of the MaskGIT variants' rollouts: those of
-``dyn_maskgit`` (see its docstring for how the temperature was chosen)."""
 
 
 def register_variant(fn: Variant) -> Variant:
@@ -134,9 +129,11 @@ def maskgit_skip_cascade(cfg: DynamicsRunConfig) -> None:
 
 
 def _use_maskgit(cfg: DynamicsRunConfig) -> None:
+    from farsight.train.dynamics import dyn_maskgit
+
     cfg.objective.kind = "maskgit"
-    cfg.sampling.steps = MASKGIT_STEPS
-    cfg.sampling.temperature = MASKGIT_TEMPERATURE
+    genie = dyn_maskgit().sampling  # steps and temperature chosen for MaskGIT rollouts
+    cfg.sampling.steps, cfg.sampling.temperature = genie.steps, genie.temperature
 
 
 @register_variant
