@@ -418,17 +418,19 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
     first_run = {}
     for v, s in finished:
         first_run.setdefault(v, run_dir(out, v, s))
-    sampling = {
-        v: sampling_text(read_json(f / "eval" / "metrics.json", "eval metrics").get("meta", {}))
+    # Each variant's first finished run, read once: its eval metadata and its trained config.
+    metas = {
+        v: read_json(f / "eval" / "metrics.json", "eval metrics").get("meta", {})
         for v, f in first_run.items()
     }
+    configs = {v: trained_config(f) for v, f in first_run.items()}
+    sampling = {v: sampling_text(m) for v, m in metas.items()}
     # Latent errors of runs on different autoencoders live in different spaces (continuous
     # latents vs FSQ code values): not comparable, so left out when a grid mixes them.
-    mixed_latents = len({trained_config(f).data.autoencoder for f in first_run.values()}) > 1
+    mixed_latents = len({c.data.autoencoder for c in configs.values()}) > 1
     dropped = (*REPORT_METRICS_DROPPED, *(("latent_mse",) if mixed_latents else ()))
     rows = [r for v, s in finished for r in eval_rows(out, v, s) if r.metric not in dropped]
-    first_eval = read_json(run_dir(out, *finished[0]) / "eval" / "metrics.json", "eval metrics")
-    meta = first_eval.get("meta", {})
+    meta = metas[finished[0][0]]
 
     grad_images = []
     for v in variants:
@@ -449,7 +451,7 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
 
     seed_for_strips = next((s for s in seeds if any(is_done(out, v, s) for v in variants)), 0)
     strips = write_strips(out, variants, seed_for_strips)
-    cfg0 = trained_config(run_dir(out, *finished[0]))
+    cfg0 = configs[finished[0][0]]
     token_ae = spec.get("token_autoencoder", "")
     tokens = f"; MaskGIT variants: FSQ tokens of `{token_ae}`" if token_ae else ""
     ceilings = ", ".join(
@@ -547,8 +549,9 @@ def write_ablation_report(out: str | Path, variants: Sequence[str], seeds: Seque
 def _test_psnr(autoencoder: str) -> float | None:
     """Test-split reconstruction PSNR from an autoencoder run's eval.json, if it has one:
     no rollout decoded by that autoencoder can beat it."""
-    run = Path(autoencoder)
-    path = (run if run.is_dir() else run.parent) / "eval.json"
+    from farsight.train.checkpoint import resolve_checkpoint
+
+    path = resolve_checkpoint(autoencoder).parent / "eval.json"
     if not path.exists():
         return None
     return read_json(path, "autoencoder evaluation").get("test", {}).get("psnr")
