@@ -130,6 +130,11 @@ def test_grid_compares_maskgit_on_tokens_with_diffusion(world, tmp_path):
     fsq.train.steps = 2
     train_autoencoder(fsq, tmp_path / "fsq", progress=False)
     spec = spec_for(world)
+    # A continuous autoencoder as the token one is refused before anything trains.
+    spec.token_autoencoder = str(world / "ae")
+    with pytest.raises(UsageError, match="is a 'continuous' autoencoder.*need an fsq one"):
+        run_grid(spec, tmp_path / "bad", ["next_frame", "maskgit"], [0], progress=False)
+    assert not (tmp_path / "bad" / "next_frame").exists()
     # Each run samples as its config says (the variant sets MaskGIT's steps).
     spec.eval.sampling = None
     spec.token_autoencoder = str(tmp_path / "fsq")

@@ -132,6 +132,19 @@ def check_spec(out: Path, spec: AblateSpec) -> None:
     atomic_write_json(path, want)
 
 
+def check_token_autoencoder(path: str) -> None:
+    """The MaskGIT variants' autoencoder must make FSQ tokens: checked before any training."""
+    from farsight.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, kind="autoencoder")
+    kind = ckpt["config"].get("model", {}).get("kind")
+    if kind != "fsq":
+        raise UsageError(
+            f"--token-autoencoder {path} is a {kind!r} autoencoder; the MaskGIT variants need "
+            "an fsq one (farsight train autoencoder ae_fsq ...)"
+        )
+
+
 # -- cost ---------------------------------------------------------------------------------------
 def step_flops(cfg) -> dict[str, float]:
     """FLOPs of one training step (forward + backward of the objective, FlopCounterMode) and
@@ -248,8 +261,11 @@ def run_grid(
         raise UsageError(f"--variants {','.join(variants)}: give each variant once")
     out.mkdir(parents=True, exist_ok=True)
     check_spec(out, spec)
-    for v in variants:  # a bad override or edit fails here, not after hours of training
-        run_config(spec, v, seeds[0]).model.heads.validate()
+    cfgs = [run_config(spec, v, seeds[0]) for v in variants]
+    for cfg in cfgs:  # a bad override or edit fails here, not after hours of training
+        cfg.model.heads.validate()
+    if any(cfg.objective.kind == "maskgit" for cfg in cfgs):
+        check_token_autoencoder(spec.token_autoencoder)
     train_fn = train_fn or train_dynamics
     store = EpisodeStore(spec.data, verify="size")
 
