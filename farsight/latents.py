@@ -15,9 +15,16 @@ frame it holds:
 
 Episode i of the cache is episode i of the store (same length), and the cache's metadata
 carries the store's (so its train/val/test splits are the store's). It also records which
-autoencoder made it (a fingerprint of the weights) and which store it encodes (its metadata
-and shard checksums, in ``source.json``): ``open_cache(path, store=..., autoencoder=...)``
-refuses a cache made by another checkpoint or for a store that has changed since.
+autoencoder made it (a fingerprint of the weights), at which precision, and which store it
+encodes (its metadata and shard checksums, in ``source.json``): ``open_cache(path, store=...,
+autoencoder=...)`` refuses a cache made by another checkpoint, at another precision, or for a
+store that has changed since.
+
+Precision: the encoder always runs in fp32 (``CACHE_PRECISION``), never under the machine's
+``precision=auto``. It runs once per store, so exactness is worth more than speed, and bf16
+autocast (picked by ``auto`` on CPUs with AVX512-BF16/AMX) moves latents by up to ~0.05 and
+flips FSQ tokens: the same store and checkpoint would give different caches on different
+machines.
 
 A store that has only grown (recording continued) is extended by running ``encode`` again;
 an interrupted ``encode`` continues where it stopped.
@@ -41,12 +48,14 @@ from farsight.data.store import MANIFEST, EpisodeStore, StoreError, StoreWriter
 from farsight.errors import FarsightError
 from farsight.io import atomic_write_json, read_json
 from farsight.models.autoencoder import Autoencoder, frames_to_images
-from farsight.train.precision import autocast, resolve_device, resolve_precision
+from farsight.train.precision import resolve_device
 
 CACHE_FORMAT = "farsight-latent-cache"
 CACHE_VERSION = 1
 SOURCE = "source.json"
 DTYPES = ("float16", "bfloat16")
+CACHE_PRECISION = "fp32"
+"""The precision every cache is encoded at, on every machine (see the module docstring)."""
 
 
 class StaleCacheError(FarsightError):
@@ -102,6 +111,8 @@ class LatentInfo:
     shift: float
     scale: float
     fsq_levels: tuple[int, ...] | None
+    precision: str | None = None
+    """What the encoder ran at: fp32; None for caches that did not record it (older ones)."""
 
 
 class LatentCache:
@@ -131,6 +142,7 @@ class LatentCache:
             shift=lat["shift"],
             scale=lat["scale"],
             fsq_levels=tuple(lat["fsq_levels"]) if lat.get("fsq_levels") else None,
+            precision=lat.get("precision"),
         )
         self.autoencoder = meta["autoencoder"]
         try:
@@ -149,7 +161,8 @@ class LatentCache:
         return latents.float()
 
     def check(self, store: EpisodeStore | str | Path | None = None, autoencoder: str | None = None):
-        """Raise StaleCacheError unless complete, made from ``store`` and by ``autoencoder``.
+        """Raise StaleCacheError unless complete, encoded at ``CACHE_PRECISION``, made from
+        ``store`` and by ``autoencoder``.
 
         ``autoencoder``: a fingerprint, or a checkpoint path / run folder to fingerprint.
         """
@@ -161,6 +174,12 @@ class LatentCache:
             raise StaleCacheError(
                 f"latent cache {self.path} is incomplete (encoding stopped at episode "
                 f"{self.store.num_episodes} of {self.source['episodes']}); finish it: {rerun}"
+            )
+        if self.info.precision != CACHE_PRECISION:
+            raise StaleCacheError(
+                f"latent cache {self.path} was {precision_phrase(self.info.precision)}, not at "
+                f"{CACHE_PRECISION} as every cache is (so it is the same on every machine); "
+                f"rebuild it: {rerun} --out {self.path} --overwrite"
             )
         if autoencoder is not None:
             fingerprint = autoencoder
@@ -260,15 +279,23 @@ def default_cache_path(autoencoder: str | Path, data: str | Path) -> Path:
     return run / "latents" / Path(data).resolve().name
 
 
+def precision_phrase(precision: str | None) -> str:
+    if precision is None:
+        return "encoded at an unrecorded precision (before caches recorded it: bf16 on some CPUs)"
+    return f"encoded at {precision}"
+
+
 # -- building ---------------------------------------------------------------------------------
 @torch.no_grad()
 def encode_frames(
-    model: Autoencoder, frames: np.ndarray, device: torch.device, precision: str, dtype: str
+    model: Autoencoder, frames: np.ndarray, device: torch.device, dtype: str
 ) -> dict[str, np.ndarray]:
-    """uint8 (N, H, W, 3) -> {'latents': (N, C, h, w) [, 'indices': (N, h, w)]} on-disk arrays."""
+    """uint8 (N, H, W, 3) -> {'latents': (N, C, h, w) [, 'indices': (N, h, w)]} on-disk arrays.
+
+    Always fp32 (``CACHE_PRECISION``): no autocast, whatever the device runs fast.
+    """
     images = frames_to_images(torch.from_numpy(frames)).to(device)
-    with autocast(device, precision):
-        mean, _ = model.encode(images)
+    mean, _ = model.encode(images.float())
     mean = mean.float()
     out = {}
     if model.fsq is not None:
@@ -295,15 +322,15 @@ def build_cache(
     dtype: str = "float16",
     batch_size: int = 256,
     device: str = "auto",
-    precision: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
     shard_frames: int = 16384,
 ) -> LatentCache:
     """Encode every frame of store ``data`` with checkpoint ``autoencoder`` into ``out``.
 
-    Continues an interrupted build and extends a cache whose store has grown; refuses a cache
-    made by another autoencoder or from a changed store unless ``overwrite``.
+    The encoder runs at ``CACHE_PRECISION`` (fp32) on every device. Continues an interrupted
+    build and extends a cache whose store has grown; refuses a cache made by another
+    autoencoder, at another precision or from a changed store unless ``overwrite``.
     """
     from farsight.train.autoencoder import load_autoencoder
     from farsight.train.checkpoint import resolve_checkpoint
@@ -316,7 +343,6 @@ def build_cache(
     if "frames" not in store.arrays:
         raise StoreError(f"store {store.path} holds no 'frames' array: nothing to encode")
     dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
     model, run_cfg, ckpt = load_autoencoder(ckpt_path, dev)
     fingerprint = weights_fingerprint(model.state_dict())
     height, width, _ = store.arrays["frames"][0]
@@ -338,6 +364,7 @@ def build_cache(
                 "grid": [lh, lw],
                 "factor": run_cfg.model.factor,
                 "dtype": dtype,
+                "precision": CACHE_PRECISION,
                 "layout": "CHW",
                 "shift": float(model.latent_shift),
                 "scale": float(model.latent_scale),
@@ -368,7 +395,7 @@ def build_cache(
             frames = episode.pop("frames")
             parts = []
             for i in range(0, len(frames), batch_size):
-                parts.append(encode_frames(model, frames[i : i + batch_size], dev, prec, dtype))
+                parts.append(encode_frames(model, frames[i : i + batch_size], dev, dtype))
                 bar.update(len(frames[i : i + batch_size]))
             for key in parts[0]:
                 episode[key] = np.concatenate([p[key] for p in parts])
@@ -393,7 +420,8 @@ def _reuse_or_clear(
     same_ae = cache.autoencoder["fingerprint"] == fingerprint
     source = compare_source(cache.source, store)
     same_dtype = cache.info.dtype == dtype
-    if same_ae and same_dtype and source in ("same", "grown"):
+    same_precision = cache.info.precision == CACHE_PRECISION
+    if same_ae and same_dtype and same_precision and source in ("same", "grown"):
         return cache.store.meta  # continue or extend with the very same metadata
     if not overwrite:
         if not same_ae:
@@ -402,6 +430,8 @@ def _reuse_or_clear(
                 f"{cache.autoencoder['step']}, weights {cache.autoencoder['fingerprint'][:12]}; "
                 f"these are {fingerprint[:12]})"
             )
+        elif not same_precision:
+            why = f"was {precision_phrase(cache.info.precision)}, not {CACHE_PRECISION}"
         elif not same_dtype:
             why = f"holds {cache.info.dtype} latents, asked {dtype}"
         else:

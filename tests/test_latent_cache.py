@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -87,6 +88,64 @@ def test_cache_is_aligned_with_the_store(tmp_path, store, kind, dtype):
             np.testing.assert_array_equal(got["indices"], model.fsq.tokens(mean).numpy())
     assert cache.info.kind == kind and cache.info.dtype == dtype
     assert cache.info.grid == (4, 4) and cache.info.factor == 4
+
+
+@pytest.mark.parametrize("kind", ["continuous", "fsq"])
+def test_cache_is_the_same_on_bf16_and_avx2_only_cpus(tmp_path, store, kind, monkeypatch):
+    """``farsight encode`` with its defaults, on a CPU whose bf16 is fast (AVX512-BF16/AMX:
+    ``auto`` would pick bf16) and on an AVX2-only one (``auto`` -> fp32), simulated by the
+    capability check: byte-identical caches, both recorded as encoded at fp32."""
+    from farsight.train import precision
+
+    ckpt = make_checkpoint(tmp_path / "ae.pt", kind)
+    caches = {}
+    for name, fast_bf16 in (("amx", True), ("avx2", False)):
+        monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda fast=fast_bf16: fast)
+        assert precision.resolve_precision("auto", torch.device("cpu")) == (
+            "bf16" if fast_bf16 else "fp32"
+        )
+        out = tmp_path / name
+        args = ["encode", "--autoencoder", str(ckpt), "--data", str(store), "--out", str(out)]
+        assert main([*args, "--quiet"]) == 0
+        caches[name] = LatentCache(out)
+    amx, avx2 = caches["amx"], caches["avx2"]
+    keys = ("latents", "indices") if kind == "fsq" else ("latents",)
+    for ep in range(amx.store.num_episodes):
+        a, b = amx.store.read(ep), avx2.store.read(ep)
+        for key in keys:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{key} of episode {ep}")
+    assert amx.info.precision == avx2.info.precision == "fp32"
+    # The check has teeth: bf16 autocast does move these latents.
+    model, _, _ = load_autoencoder(ckpt)
+    images = frames_to_images(torch.from_numpy(EpisodeStore(store).read(0)["frames"]))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = model.encode(images)[0].float()
+    with torch.no_grad():
+        fp32 = model.encode(images)[0]
+    assert not torch.equal(bf16.half(), fp32.half())
+
+
+@pytest.mark.parametrize("recorded", ["bf16", None])
+def test_cache_made_at_another_precision_is_refused(tmp_path, store, recorded):
+    ckpt = make_checkpoint(tmp_path / "ae.pt")
+    out = tmp_path / "cache"
+    build_cache(ckpt, store, out, progress=False)
+    # As an older farsight wrote it (no precision) or one encoding under bf16 autocast.
+    manifest = json.loads((out / "manifest.json").read_text())
+    latent = manifest["meta"]["latent_cache"]["latent"]
+    if recorded is None:
+        del latent["precision"]
+    else:
+        latent["precision"] = recorded
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    phrase = "unrecorded precision" if recorded is None else "encoded at bf16"
+    with pytest.raises(StaleCacheError, match=f"{phrase}.*--out {out} --overwrite"):
+        open_cache(out, store=store, autoencoder=ckpt)
+    with pytest.raises(StaleCacheError, match=f"{phrase}.*refusing to mix"):
+        build_cache(ckpt, store, out, progress=False)
+    rebuilt = build_cache(ckpt, store, out, overwrite=True, progress=False)
+    assert rebuilt.info.precision == "fp32"
+    open_cache(out, store=store, autoencoder=ckpt)
 
 
 def test_cache_serves_latent_clips(tmp_path, store):

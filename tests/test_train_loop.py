@@ -134,6 +134,22 @@ def test_precision_never_fp16():
     assert out.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("fast_bf16,want", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_follows_the_cpu(monkeypatch, fast_bf16, want):
+    """AVX512-BF16/AMX CPUs get bf16 from ``auto``, AVX2-only ones fp32 (simulated here, so
+    both paths are tested on either kind of machine); bf16 asked on the latter warns."""
+    from farsight.train import precision
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: fast_bf16)
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == want
+    if fast_bf16:
+        resolve_precision("bf16", cpu)  # no warning
+    else:
+        with pytest.warns(UserWarning, match="many times slower"):
+            resolve_precision("bf16", cpu)
+
+
 def test_checkpoint_round_trip(tmp_path, store):
     cfg = tiny_config(store)
     train_autoencoder(cfg, tmp_path / "run", progress=False)

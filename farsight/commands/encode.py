@@ -11,9 +11,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="encode an episode store into a latent cache with a trained autoencoder",
         description="Encode every frame of --data with the EMA weights of --autoencoder into a "
         "latent cache aligned 1:1 with the store's episodes (deterministic mean latents; FSQ "
-        "indices for the fsq kind). Re-running continues an interrupted build or extends the "
-        "cache of a store that has grown; a cache made by another checkpoint or from a changed "
-        "store is refused (unless --overwrite).",
+        "indices for the fsq kind), always in fp32 so the cache is the same on every machine. "
+        "Re-running continues an interrupted build or extends the cache of a store that has "
+        "grown; a cache made by another checkpoint, at another precision or from a changed store "
+        "is refused (unless --overwrite).",
     )
     p.add_argument("--autoencoder", required=True, help="checkpoint file or run folder")
     p.add_argument("--data", required=True, help="episode store to encode")
@@ -21,7 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16"))
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     p.add_argument("--overwrite", action="store_true", help="rebuild a stale cache at --out")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
@@ -37,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         batch_size=args.batch_size,
         device=args.device,
-        precision=args.precision,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
