@@ -226,6 +226,34 @@ def test_resume_repeats_the_uninterrupted_losses(tmp_path, store, monkeypatch):
     assert [json.loads(r)["step"] for r in rows] == [4, 8]
 
 
+def test_tensorboard_keeps_every_step_across_a_resume(tmp_path, store, monkeypatch):
+    """A run killed after its step-4 checkpoint, having logged steps 5 and 6, then resumed:
+    TensorBoard holds train/loss at every step 1..8 once (the checkpoint's step included),
+    with the resumed run's values."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from farsight.train import loop
+
+    cfg = tiny_config(store, steps=8, ckpt_every=4, val_every=0, log_every=1)
+    original = loop.step_seed
+
+    def killed_at_step_7(seed, rank, step):  # step counts from 0
+        if step == 6:
+            raise KeyboardInterrupt
+        return original(seed, rank, step)
+
+    monkeypatch.setattr(loop, "step_seed", killed_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        train_autoencoder(cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    resumed = train_autoencoder(
+        AutoencoderRunConfig(), tmp_path / "run", resume=True, progress=False
+    )
+    events = EventAccumulator(str(tmp_path / "run" / "tb")).Reload().Scalars("train/loss")
+    assert [e.step for e in events] == list(range(1, 9))
+    assert [e.value for e in events[4:]] == pytest.approx(resumed.losses)
+
+
 def test_time_budget_stops_with_a_checkpoint_and_anneals(tmp_path, store):
     cfg = tiny_config(store, steps=100, max_minutes=1e-9)
     cfg.train.optim.warmup_steps = 0
@@ -239,6 +267,45 @@ def test_time_budget_stops_with_a_checkpoint_and_anneals(tmp_path, store):
     # Resuming a run whose budget is spent does nothing.
     again = train_autoencoder(AutoencoderRunConfig(), tmp_path / "run", resume=True, progress=False)
     assert again.step == 1 and load_checkpoint(tmp_path / "run")["step"] == 1
+
+
+def bar_states(text: str, desc: str) -> list[tuple[int, int, float, float]]:
+    """(n, total, elapsed s, remaining s) of every rendering of a tqdm bar in ``text``."""
+    import re
+
+    def seconds(clock: str) -> float:
+        parts = [float(p) for p in clock.split(":")]
+        return sum(p * 60**i for i, p in enumerate(reversed(parts)))
+
+    states = []
+    for line in re.split(r"[\r\n]+", text):
+        m = re.search(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)", line)
+        if desc in line and m and m.group(4) != "?":
+            n, total, elapsed, left = m.groups()
+            states.append((int(n), int(total), seconds(elapsed), seconds(left)))
+    return states
+
+
+def test_progress_bar_counts_to_the_limit_that_stops_the_run(tmp_path, store, capsys):
+    """A time-budgeted run far from train.steps: the bar's total is the step the budget will
+    stop it at and its ETA the budget left, never the time train.steps would take; it ends
+    full. A run that reaches train.steps first keeps train.steps as its total."""
+    budget = 3.0
+    cfg = tiny_config(store, steps=100_000, max_minutes=budget / 60, val_every=0, ckpt_every=0)
+    result = train_autoencoder(cfg, tmp_path / "timed", progress=True)
+    assert result.stopped == "time" and result.step < 100_000
+    err = capsys.readouterr().err
+    states = bar_states(err, "train autoencoder")
+    assert len(states) >= 2, states
+    assert all(elapsed + left <= budget + 2 for _, _, elapsed, left in states), states
+    assert all(total < 100_000 for _, total, _, _ in states[1:]), states
+    assert states[-1][:2] == (result.step, result.step)
+    assert "train autoencoder (0.05 min budget)" in err
+
+    cfg = tiny_config(store, steps=6, max_minutes=60, val_every=0, ckpt_every=0)
+    train_autoencoder(cfg, tmp_path / "steps", progress=True)
+    states = bar_states(capsys.readouterr().err, "train autoencoder")
+    assert states[-1][:2] == (6, 6)
 
 
 def test_cli_run_folder_errors(tmp_path, store, capsys):

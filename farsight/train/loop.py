@@ -109,6 +109,19 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def window_rate(steps: int, seconds: float) -> float | None:
+    """Steps per second over a window, None before there is one to measure."""
+    return steps / seconds if steps > 0 and seconds > 0 else None
+
+
+def expected_stop(step: int, steps: int, rate: float | None, seconds_left: float) -> int:
+    """The step a run will stop at: ``steps``, or sooner if at ``rate`` steps/s the time budget
+    (``seconds_left`` of it) runs out first."""
+    if rate is None:
+        return steps
+    return min(steps, step + max(0, math.ceil(rate * seconds_left)))
+
+
 def _float(v: Any) -> float:
     return float(v.detach().float().item()) if isinstance(v, Tensor) else float(v)
 
@@ -199,8 +212,10 @@ def train(
         from torch.utils.tensorboard import SummaryWriter
 
         run_dir.mkdir(parents=True, exist_ok=True)
-        # purge_step drops events an interrupted run logged after its last checkpoint.
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if step > 0 else None)
+        # purge_step drops the events an interrupted run logged after its last checkpoint:
+        # those at steps >= purge_step. The checkpoint's own step was logged before it was
+        # saved and is not repeated by the resumed run, so the purge starts one step later.
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if step > 0 else None)
         metrics_log = MetricsLog(run_dir, step)
 
     def checkpoint(metrics: dict) -> None:
@@ -260,20 +275,23 @@ def train(
 
     result = TrainResult(step=step)
     data = batches(step)
+    budget = cfg.max_minutes * 60.0
     bar = tqdm(
         total=cfg.steps,
         initial=step,
-        desc=f"train {kind}",
+        desc=f"train {kind}" + (f" ({cfg.max_minutes:g} min budget)" if budget > 0 else ""),
         unit="step",
         disable=not (is_main and progress),
         dynamic_ncols=True,
+        # The session's average rate: the same rate expected_stop uses, so the ETA shown is
+        # the time left to whichever limit stops the run.
+        smoothing=0,
     )
-    start_time = time.monotonic()
+    start_time, first_step = time.monotonic(), step
 
     def train_seconds() -> float:
         return seconds_before + time.monotonic() - start_time
 
-    budget = cfg.max_minutes * 60.0
     synced = budget > 0 and world > 1 and torch.distributed.is_initialized()
 
     def time_fraction() -> float:
@@ -316,6 +334,12 @@ def train(
             step += 1
             window_steps += 1
             result.losses.append(loss_value)
+            if budget > 0 and not bar.disable:
+                # A time budget may stop the run long before train.steps: the bar counts to
+                # the step it will stop at, so its ETA is the budget left, not train.steps'.
+                rate = window_rate(step - first_step, time.monotonic() - start_time)
+                bar.total = expected_stop(step, cfg.steps, rate, budget - train_seconds())
+            bar.update(1)  # before the postfix below, whose refresh shows the bar's count
 
             if is_main and cfg.log_every and step % cfg.log_every == 0:
                 elapsed = time.monotonic() - window_start
@@ -327,7 +351,6 @@ def train(
                     writer.add_scalar(f"train/{k}", _float(v), step)
                 bar.set_postfix(loss=f"{loss_value:.4g}", lr=f"{lr:.2g}")
                 window_start, window_steps = time.monotonic(), 0
-            bar.update(1)
 
             out_of_time = budget > 0 and time_fraction() >= 1.0
             last = step == cfg.steps or out_of_time
@@ -344,6 +367,8 @@ def train(
                 torch.distributed.barrier()  # the other ranks wait for rank 0's files
             if out_of_time:
                 result.stopped = "time"
+                bar.total = step  # it stopped here: a full bar, not one cut short
+                bar.refresh()
                 break
     finally:
         bar.close()
