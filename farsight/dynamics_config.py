@@ -145,6 +145,20 @@ class DynamicsConfig:
     """W: temporal attention sees frames t-W+1 .. t."""
     qk_norm: bool = True
     """RMSNorm on queries and keys (stabilises attention logits, costs little)."""
+    prev_frame_input: bool = False
+    """Stack the previous frame's input latent on each frame's input channels (DIAMOND-style
+    frame stacking inside the causal transformer)."""
+    action_input: bool = False
+    """Also add an embedding of the action leading into a frame to every token of that frame
+    at the input (besides the adaLN conditioning)."""
+    action_embed_std: float = 0.02
+    """Initial scale of the action embeddings (DiT's 0.02 for class labels). The noise-level
+    embedding grows to a norm of ~10 within a few hundred steps; an action embedding started
+    at 0.02 stays a small perturbation of the conditioning for much longer."""
+    spatial_rope: bool = False
+    """2D rotary position embedding in the spatial attention (on top of the absolute sin/cos
+    embedding at the input): attention by relative offset, so an action can choose the
+    direction the picture shifts in."""
     ctx_noise_embed: bool = False
     """Add emb(tau_ctx) to the per-frame conditioning (for context noise augmentation)."""
     out_channels: int = 0
@@ -179,6 +193,11 @@ class DynamicsConfig:
         if self.width % self.num_heads or (self.width // self.num_heads) % 2:
             raise ConfigError(
                 f"width={self.width} must split into num_heads={self.num_heads} even head widths"
+            )
+        if self.spatial_rope and (self.width // self.num_heads) % 4:
+            raise ConfigError(
+                f"spatial_rope needs a head width (width / num_heads = "
+                f"{self.width // self.num_heads}) divisible by 4"
             )
         if self.window < 1 or self.depth < 1 or self.num_actions < 1:
             raise ConfigError("window, depth and num_actions must be >= 1")

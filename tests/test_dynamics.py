@@ -80,11 +80,15 @@ def _changed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a - b).abs().flatten(2).amax(-1) > 1e-6).any(0)
 
 
+INPUT_VARIANTS = [{}, {"prev_frame_input": True, "spatial_rope": True}]
+
+
 @pytest.mark.parametrize("action_mode", ["sum", "frame"])
 @pytest.mark.parametrize("branch_layer", [-1, 1])
-def test_no_position_sees_later_frames(action_mode, branch_layer):
+@pytest.mark.parametrize("inputs", INPUT_VARIANTS, ids=["plain", "prev+rope"])
+def test_no_position_sees_later_frames(action_mode, branch_layer, inputs):
     heads = HeadsConfig(action_mode=action_mode, branch_layer=branch_layer, depths=(1, 2, 0))
-    model = make_model(heads=heads)
+    model = make_model(heads=heads, **inputs)
     x, tau, actions, clean = make_inputs(model)
     with torch.no_grad():
         base = model(x, tau, actions, clean=clean)
@@ -151,10 +155,12 @@ def test_sliding_window_limits_the_receptive_field():
 
 
 @pytest.mark.parametrize("chunks", [[1] * 9, [2, 3, 1, 3], [9]])
-def test_cached_rollout_equals_full_clip(chunks):
+@pytest.mark.parametrize("inputs", INPUT_VARIANTS, ids=["plain", "prev+rope"])
+def test_cached_rollout_equals_full_clip(chunks, inputs):
     """Frames fed a few at a time through the KV cache give the full-clip outputs, with the
-    window (3) shorter than the clip, ring slots wrapping, and absolute frame indices > 0."""
-    model = make_model(window=3)
+    window (3) shorter than the clip, ring slots wrapping, and absolute frame indices > 0.
+    A model stacking the previous frame on its input is handed the last committed frame."""
+    model = make_model(window=3, **inputs)
     t, start = sum(chunks), 11
     x, tau, actions, _ = make_inputs(model, t=t)
     ain = actions_into_frames(actions[:, :t], model.start_action)
@@ -164,14 +170,27 @@ def test_cached_rollout_equals_full_clip(chunks):
         outs, pos = [], 0
         for n in chunks:
             s = slice(pos, pos + n)
+            prev = x[:, pos - 1] if pos else None
             # A denoising step that is not committed must leave the cache alone.
             noisier = x[:, s] * 3
             model.trunk(
-                noisier, tau[:, s], ain[:, s], start_frame=start + pos, cache=cache, commit=False
+                noisier,
+                tau[:, s],
+                ain[:, s],
+                start_frame=start + pos,
+                cache=cache,
+                commit=False,
+                prev=prev,
             )
             outs.append(
                 model.trunk(
-                    x[:, s], tau[:, s], ain[:, s], start_frame=start + pos, cache=cache, commit=True
+                    x[:, s],
+                    tau[:, s],
+                    ain[:, s],
+                    start_frame=start + pos,
+                    cache=cache,
+                    commit=True,
+                    prev=prev,
                 ).main
             )
             pos += n
@@ -256,3 +275,42 @@ def test_bad_configs_name_the_key():
     short.validate()
     assert short.heads.head_resolutions == (1, 2) and short.heads.far_lambdas == (0.3,)
     assert DynamicsModel(apply_overrides(dynamics_tiny(), ["heads.offsets=[1]"])).heads is None
+
+
+def test_previous_frame_reaches_the_next_position_through_the_input():
+    """With prev_frame_input, frame t's input carries frame t - 1: removing every temporal
+    attention (window 1: each frame sees only itself) still leaves frame t depending on frame
+    t - 1, and on nothing earlier."""
+    model = make_model(window=1, prev_frame_input=True)
+    x, tau, actions, _ = make_inputs(model)
+    ain = actions_into_frames(actions[:, :T], model.start_action)
+    with torch.no_grad():
+        base = model.trunk(x, tau, ain).main
+        x2 = x.clone()
+        x2[:, 2] += 1.0
+        changed = _changed(model.trunk(x2, tau, ain).main, base)
+    assert changed.tolist() == [False, False, True, True] + [False] * (T - 4)
+    plain = make_model(window=1)
+    with torch.no_grad():
+        changed = _changed(plain.trunk(x2, tau, ain).main, plain.trunk(x, tau, ain).main)
+    assert changed.tolist() == [False, False, True] + [False] * (T - 3)
+
+
+def test_spatial_rope_scores_depend_on_relative_offset_only():
+    """2D RoPE: a query-key score is unchanged when both tokens move by the same (row, column)
+    offset, and changes with the offset between them."""
+    from farsight.models.layers import rope_grid
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 16, generator=g), torch.randn(2, 16, generator=g)
+
+    def score(qpos, kpos):
+        rows, cols = torch.tensor([qpos[0], kpos[0]]), torch.tensor([qpos[1], kpos[1]])
+        both = rope_grid(torch.stack([q[0], k[0]]), rows, cols)
+        return float(both[0] @ both[1])
+
+    base = score((1, 2), (3, 1))
+    assert abs(score((4, 6), (6, 5)) - base) < 1e-5
+    assert abs(score((0, 0), (2, -1)) - base) < 1e-5
+    assert abs(score((1, 2), (3, 2)) - base) > 1e-3
+    assert abs(score((1, 2), (2, 1)) - base) > 1e-3

@@ -246,6 +246,23 @@ def test_cached_rollout_equals_uncached(scheduling, context):
     torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("context", ["stable", "dynamic"])
+@pytest.mark.parametrize("scheduling", ["autoregressive", "pyramid"])
+def test_cached_rollout_equals_uncached_with_the_previous_frame_on_the_input(context, scheduling):
+    """A model stacking the previous frame on its input is handed the right one on every
+    path: committed, cached denoising steps and full-history recomputation."""
+    model = tiny_dynamics(prev_frame_input=True, spatial_rope=True)
+    cfg = SamplingConfig(steps=3, scheduling=scheduling, chunk=3, context=context)
+    if context == "dynamic":
+        full = rollout(model, cfg, kv_cache=False, full_history=True)
+        again = rollout(model, cfg, kv_cache=False, full_history=True)
+        torch.testing.assert_close(full, again)
+        return
+    cached = rollout(model, cfg, kv_cache=True)
+    uncached = rollout(model, cfg, kv_cache=False, full_history=True)
+    torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
+
+
 def test_cached_rollout_equals_uncached_for_x0_cosine_heun():
     model = tiny_dynamics()
     objective = ObjectiveConfig(prediction="x0", schedule="cosine")

@@ -11,6 +11,12 @@ per-frame conditioning
 with a learned start embedding in place of a_{-1}. Position t therefore sees frames <= t
 only, frame t itself at noise level tau_t.
 
+With ``prev_frame_input`` each frame's patches also carry the previous frame's input latent
+(as the model is shown it: noisy, or context-noised in a rollout; zeros before the first
+frame), stacked on the channels as DIAMOND and GameNGen stack their context. "Copy the last
+frame, then change it as the action says" is then a local map from the first layer on, instead
+of a path through a zero-gated temporal attention.
+
 Head 1 (the denoising head) is the final layer after the last block; its output is whatever
 the objective trains it for (v or x0). The far heads (``heads.py``) branch after block L_b.
 
@@ -104,18 +110,25 @@ class DynamicsModel(nn.Module):
         d, p, c = cfg.width, cfg.patch, cfg.latent_channels
         self.grid = cfg.token_grid
         self.branch_index = cfg.branch_index()
-        self.input_embed = PatchEmbed(c, p, d)
+        self.input_embed = PatchEmbed(2 * c if cfg.prev_frame_input else c, p, d)
         self.register_buffer("pos_embed", sincos_2d(self.grid, d), persistent=False)
         self.noise_embed = NoiseLevelEmbed(d)
         self.action_embed = nn.Embedding(cfg.num_actions + 1, d)  # last row: clip start
+        # Per-token action input: the same vector added to every token of the frame the action
+        # leads into, so the first blocks can combine it with what each token holds.
+        self.action_tokens = nn.Embedding(cfg.num_actions + 1, d) if cfg.action_input else None
         self.ctx_noise_embed = NoiseLevelEmbed(d) if cfg.ctx_noise_embed else None
+        rope = self.grid if cfg.spatial_rope else None
         self.blocks = nn.ModuleList(
-            SpaceTimeBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.window, cfg.qk_norm)
+            SpaceTimeBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.window, cfg.qk_norm, rope)
             for _ in range(cfg.depth)
         )
         self.final = FinalLayer(d, p * p * cfg.output_channels)
         self.heads = MultiFrameHeads(cfg) if cfg.heads.far_offsets else None
         init_weights(self)
+        for table in (self.action_embed, self.action_tokens):
+            if table is not None:
+                nn.init.normal_(table.weight, std=cfg.action_embed_std)
 
     @property
     def start_action(self) -> int:
@@ -125,8 +138,14 @@ class DynamicsModel(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.depth, self.cfg.window)
 
-    def embed(self, latents: Tensor) -> Tensor:
-        """(B, T, C, H, W) -> tokens (B, T, N, D) with spatial positions."""
+    def embed(self, latents: Tensor, prev: Tensor | None = None) -> Tensor:
+        """(B, T, C, H, W) -> tokens (B, T, N, D) with spatial positions. ``prev`` (B, C, H, W):
+        the input frame before ``latents[:, 0]`` (None: zeros), read with ``prev_frame_input``.
+        """
+        if self.cfg.prev_frame_input:
+            first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
+            before = torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
+            latents = torch.cat([latents, before], dim=2)
         tokens = self.input_embed(latents)
         return tokens + self.pos_embed.to(tokens.dtype)
 
@@ -149,6 +168,7 @@ class DynamicsModel(nn.Module):
         cache: KVCache | None = None,
         commit: bool = False,
         keep_branch: bool = False,
+        prev: Tensor | None = None,
     ) -> TrunkOutput:
         """Run the trunk and head 1.
 
@@ -156,11 +176,15 @@ class DynamicsModel(nn.Module):
         (B, T); actions_in (B, T): the action leading into each frame (``start_action`` for
         the first frame of an episode or clip). With ``cache``, the frames also attend to the
         cache's committed earlier frames, and are committed to it only if ``commit`` (pass it
-        once a frame is final, not on every denoising step).
+        once a frame is final, not on every denoising step). ``prev`` (B, C, H, W): the input
+        of frame ``start_frame - 1`` as it was shown to the model, for ``prev_frame_input``
+        (None: zeros, as before the first frame of a training clip).
         """
         cond = self.condition(tau, actions_in, ctx_tau)
         frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
-        h = self.embed(x)
+        h = self.embed(x, prev)
+        if self.action_tokens is not None:
+            h = h + self.action_tokens(actions_in).unsqueeze(2).to(h.dtype)
         branch = None
         for i, block in enumerate(self.blocks):
             ring = cache.rings[i] if cache is not None else None
@@ -204,6 +228,12 @@ class DynamicsModel(nn.Module):
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every head's loss reaches: embeddings and the blocks before the branch."""
-        shared = [self.input_embed, self.noise_embed, self.action_embed, self.ctx_noise_embed]
+        shared = [
+            self.input_embed,
+            self.noise_embed,
+            self.action_embed,
+            self.action_tokens,
+            self.ctx_noise_embed,
+        ]
         shared += list(self.blocks[: self.branch_index])
         return [p for m in shared if m is not None for p in m.parameters()]

@@ -85,8 +85,9 @@ class FarHead(nn.Module):
             self.norm_hidden = RMSNorm(d)
             self.norm_frame = RMSNorm(d)
             self.merge = nn.Linear(2 * d, d)
+        rope = self.geometry.grid if cfg.spatial_rope else None
         self.blocks = nn.ModuleList(
-            SpaceTimeBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.window, cfg.qk_norm)
+            SpaceTimeBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.window, cfg.qk_norm, rope)
             for _ in range(depth)
         )
         patch = self.geometry.patch

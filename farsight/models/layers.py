@@ -194,12 +194,41 @@ class Attention(nn.Module):
         return self.proj(rearrange(out, "l h s d -> l s (h d)"))
 
 
+def rope_grid(x: Tensor, rows: Tensor, cols: Tensor, base: float = 100.0) -> Tensor:
+    """2D rotary embedding over a token grid: the first half of each head's width rotates with
+    the token's row, the second half with its column. x (..., N, Dh), rows and cols (N,).
+
+    Scores then depend on the *relative* offset between two tokens, so a query made
+    action-dependent by the adaLN shift can pick "the token d cells to the left" for the
+    action's d: the shift that moving the camera asks for. (Absolute position embeddings added
+    at the input cannot express an action-dependent relative offset with a per-channel
+    modulation.) Base 100 spreads the frequencies over grids of a few to a few tens of tokens.
+    """
+    half = x.shape[-1] // 2
+    rows_part = rope_time(x[..., :half], rows, base)
+    return torch.cat([rows_part, rope_time(x[..., half:], cols, base)], -1)
+
+
 class SpatialAttention(Attention):
-    """Bidirectional attention among the N tokens of each frame."""
+    """Bidirectional attention among the N tokens of each frame, optionally with 2D RoPE over
+    the token grid (``grid``)."""
+
+    def __init__(
+        self, dim: int, num_heads: int, qk_norm: bool = True, grid: tuple[int, int] | None = None
+    ):
+        super().__init__(dim, num_heads, qk_norm)
+        if grid is not None and (dim // num_heads) % 4:
+            raise ValueError(f"2D RoPE needs a head width divisible by 4, got {dim // num_heads}")
+        self.grid = grid
 
     def forward(self, x: Tensor) -> Tensor:
         b = x.shape[0]
         q, k, v = self.heads(rearrange(x, "b t n d -> (b t) n d"))
+        if self.grid is not None:
+            gh, gw = self.grid
+            rows = torch.arange(gh, device=x.device).repeat_interleave(gw)
+            cols = torch.arange(gw, device=x.device).repeat(gh)
+            q, k = rope_grid(q, rows, cols), rope_grid(k, rows, cols)
         out = self.merge(F.scaled_dot_product_attention(q, k, v))
         return rearrange(out, "(b t) n d -> b t n d", b=b)
 
@@ -239,14 +268,23 @@ class TemporalAttention(Attention):
 
 class SpaceTimeBlock(nn.Module):
     """Spatial attention, causal temporal attention, MLP; each pre-normed, adaLN-Zero modulated
-    by the per-frame conditioning (B, T, D)."""
+    by the per-frame conditioning (B, T, D). ``rope_grid``: the token grid, for 2D RoPE in
+    the spatial attention (None: none)."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, window: int, qk_norm: bool):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        window: int,
+        qk_norm: bool,
+        rope_grid: tuple[int, int] | None = None,
+    ):
         super().__init__()
         self.norm_space = layer_norm(dim)
         self.norm_time = layer_norm(dim)
         self.norm_mlp = layer_norm(dim)
-        self.space = SpatialAttention(dim, num_heads, qk_norm)
+        self.space = SpatialAttention(dim, num_heads, qk_norm, rope_grid)
         self.time = TemporalAttention(dim, num_heads, window, qk_norm)
         self.mlp = MLP(dim, mlp_ratio)
         self.modulation = AdaLNModulation(dim, dim, 9)

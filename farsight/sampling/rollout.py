@@ -127,6 +127,11 @@ def _ctx_tau(model: DynamicsModel, like: Tensor, label: float) -> Tensor | None:
     return like.new_full(like.shape[:2], label)
 
 
+def _last(frames: deque[Tensor]) -> Tensor | None:
+    """The newest per-frame tensor (B, ...), or None when there is none."""
+    return frames[-1] if frames else None
+
+
 def _stack(frames: deque[Tensor] | list[Tensor], count: int) -> Tensor:
     """The last ``count`` per-frame tensors (B, ...) -> (B, count, ...)."""
     items = list(frames)[len(frames) - count :]
@@ -189,6 +194,7 @@ def commit(
     levels = policy.committed
     _sync_inputs(state, levels, schedule)
     shown = noised(latents, levels.noise, state.generator, schedule)
+    prev = _last(state.inputs)
     # An empty cache can take the frames directly; a stale one is rebuilt at its next use.
     first_fill = state.cache is not None and state.cache_levels is None and not state.clean
     state.clean.extend(latents.unbind(1))
@@ -203,6 +209,7 @@ def commit(
             start_frame=state.next_frame,
             cache=state.cache,
             commit=True,
+            prev=prev,
         )
         state.cache_levels = levels
     state.next_frame += count
@@ -258,18 +265,26 @@ def predict(
             start_frame=state.next_frame,
             cache=state.cache,
             commit=False,
+            prev=_last(state.inputs),
         ).main
     # Recompute the context with the new frames. A window of W frames sees W-1 past frames.
     limit = state.clean.maxlen
     count = len(state.clean) if limit is None else min(len(state.clean), limit - 1)
     levels = policy(target)
+    # The frame before the window, for models that stack the previous frame on their input.
+    before = len(state.clean) - count - 1
+    prev = None
     if count == 0:
         ctx = x[:, :0]
     elif policy.recomputes_context:
         ctx = noised(_stack(state.clean, count), levels.noise, state.generator, schedule)
+        if before >= 0 and model.cfg.prev_frame_input:
+            one = state.clean[before].unsqueeze(1)
+            prev = noised(one, levels.noise, state.generator, schedule)[:, 0]
     else:
         _sync_inputs(state, levels, schedule)
         ctx = _stack(state.inputs, count)
+        prev = state.inputs[before] if before >= 0 else None
     labels = tau.new_full((tau.shape[0], count), levels.label)
     past_actions = _stack(state.actions_in, count) if count else actions_in[:, :0]
     full = torch.cat([ctx, x], dim=1)
@@ -279,6 +294,7 @@ def predict(
         torch.cat([past_actions, actions_in], dim=1),
         ctx_tau=_ctx_tau(model, full, levels.label),
         start_frame=state.next_frame - count,
+        prev=prev,
     )
     return out.main[:, count:]
 
