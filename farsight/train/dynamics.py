@@ -36,6 +36,7 @@ from farsight.io import atomic_write_json
 from farsight.models.autoencoder import Autoencoder
 from farsight.models.dynamics import DynamicsModel
 from farsight.objectives import make_objective
+from farsight.objectives.action_probe import action_probe
 from farsight.objectives.multiframe import head_gradient_cosines
 from farsight.parallel import (
     ParallelConfig,
@@ -261,6 +262,9 @@ class DynamicsValidation:
         terms = self.objective.terms(ctx.ema, batch, generator)
         metrics = {f"loss_{k}": float(v) for k, v in terms.values.items()}
         metrics["loss_total"] = float(terms.total())
+        if self.cfg.objective.kind != "maskgit":
+            probe = action_probe(ctx.ema, batch, self.cfg.objective, generator)
+            metrics.update({k.replace("/", "_"): v for k, v in probe.items()})
         if self.cfg.data.sample_frames > 0:
             self.write_sample(ctx)
         return metrics
