@@ -1,50 +1,143 @@
-"""The ``farsight`` command: ``farsight <command> [options] [recipe] [key.sub=value ...]``."""
+"""The ``farsight`` command: ``farsight <command> [options] [recipe] [key.sub=value ...]``.
+
+Start-up is kept light: a command module imports nothing heavy at import time (its ``run``
+imports what it needs), and ``main`` builds only the parser of the command it was asked for;
+the others are listed by their one-line ``HELP``. So ``farsight play --env arena`` or
+``farsight record`` never import torch, and ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from farsight.errors import FarsightError
 
-# Each module defines register(subparsers); its parsers set func=run(args).
+# Each module farsight.commands.<name> defines HELP (one line) and register(subparsers, argv)
+# (argv: the words after the command, for commands that build only the subcommand asked for);
+# its parsers set func=run(args).
 COMMANDS = (
-    "farsight.commands.record",
-    "farsight.commands.data",
-    "farsight.commands.bench",
-    "farsight.commands.train",
-    "farsight.commands.encode",
-    "farsight.commands.quickstart",
-    "farsight.commands.play",
-    "farsight.commands.rollout",
-    "farsight.commands.eval",
-    "farsight.commands.ablate",
+    "record",
+    "data",
+    "bench",
+    "train",
+    "encode",
+    "quickstart",
+    "play",
+    "rollout",
+    "eval",
+    "ablate",
 )
 
 # Errors caused by the user's input: shown as one clear line, not a traceback.
 USER_ERRORS = (FarsightError, FileNotFoundError, FileExistsError)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen(argv: Sequence[str] | None, choices: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names (its first word not an option), if one of ``choices``;
+    None when ``argv`` is None (build every parser) or names none."""
+    if argv is None:
+        return None
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in choices else None
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help can list names from a registry that is costly to import
+    (recipes import torch): ``lazy_help(action, text)`` calls ``text()`` for the action's help
+    only when the help is printed, so the list is the registry's own, never a copy."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lazy_help: list[tuple[argparse.Action, Callable[[], str]]] = []
+
+    def lazy_help(self, action: argparse.Action, text: Callable[[], str]) -> None:
+        self._lazy_help.append((action, text))
+
+    def format_help(self) -> str:
+        for action, text in self._lazy_help:
+            action.help = text()
+        return super().format_help()
+
+
+def add_placeholder(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """A subcommand that was not asked for: listed with its help line, parsed by nobody."""
+    sub.add_parser(name, help=help_text, add_help=False)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: only the named command's parser is built (its module's
+    imports are paid only by it). Without ``argv``, every command's parser is built."""
     parser = argparse.ArgumentParser(
         prog="farsight",
         description="Record games, train action-conditioned world models, play and measure them.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="command", parser_class=Parser
+    )
+    wanted = chosen(argv, COMMANDS)
     for name in COMMANDS:
-        importlib.import_module(name).register(sub)
+        module = importlib.import_module(f"farsight.commands.{name}")
+        if argv is None or name == wanted:
+            rest = list(argv[argv.index(name) + 1 :]) if argv is not None else None
+            module.register(sub, rest)
+        else:
+            add_placeholder(sub, name, module.HELP)
     return parser
+
+
+def executable(name: str) -> list[str]:
+    """How to run console script ``name`` of this environment from a fresh shell.
+
+    A virtual environment's scripts sit beside its python (``sys.executable``), and a fresh
+    shell has that folder on no PATH, so a bare ``farsight`` printed for the user to paste
+    would not be found: the script is named by its path (relative to the working folder when
+    inside it, like the other paths printed beside it). Without the script, ``python -m``.
+    """
+    script = Path(sys.executable).parent / name
+    if script.is_file():
+        return [display_path(script)]
+    modules = {"farsight": "farsight.cli", "tensorboard": "tensorboard.main"}
+    return [display_path(Path(sys.executable)), "-m", modules.get(name, name)]
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working folder when inside it (no symlinks resolved: a venv's
+    python is a link to the system one), else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def command_line(*args: object, program: str = "farsight") -> str:
+    """A ``farsight ...`` command line to print for the user: it runs where it is pasted."""
+    return shlex.join([*executable(program), *map(str, args)])
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     args.argv = argv
     try:
         return args.func(args) or 0
     except USER_ERRORS as e:
         print(f"farsight {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        # An optional dependency imported where it is used (farsight.extras): one line that
+        # names the extra to install, not a traceback.
+        from farsight.extras import missing_extra_message
+
+        message = missing_extra_message(e.name or "", f"farsight {args.command}")
+        if message is None:
+            raise
+        print(f"farsight {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"farsight {args.command}: interrupted", file=sys.stderr)

@@ -16,14 +16,16 @@ from pathlib import Path
 
 from farsight.errors import UsageError
 
+HELP = "train + evaluate variants x seeds at equal steps, resumable; writes a report"
 
-def register(sub: argparse._SubParsersAction) -> None:
+
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
     from farsight.eval.variants import DEFAULT_GRID, VARIANTS, describe
 
     listing = "; ".join(f"{name}: {describe(name)}" for name in VARIANTS)
     p = sub.add_parser(
         "ablate",
-        help="train + evaluate variants x seeds at equal steps, resumable; writes a report",
+        help=HELP,
         description="Train every variant of a dynamics recipe with several seeds (one run at a "
         "time, equal optimizer steps), evaluate each on the same held-out clips, and write a "
         "report with 95%% t intervals over seeds. Rerunning skips finished runs and resumes an "
@@ -35,11 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="key.sub=value",
         help="overrides of the recipe for every run (given together, before or after the options)",
     )
-    p.add_argument("--recipe", default="abl_cpu", help="dynamics recipe (default abl_cpu)")
+    recipe = p.add_argument("--recipe", default="abl_cpu", help="dynamics recipe")
+    # The dynamics recipes import torch: listed from their registry only when help is printed.
+    p.lazy_help(
+        recipe,
+        lambda: f"dynamics recipe, one of: {', '.join(dynamics_recipes())} (default abl_cpu)",
+    )
     p.add_argument(
         "--variants",
         default=",".join(DEFAULT_GRID),
-        help="comma-separated variant names (default: the issue's grid of 8)",
+        help=f"comma-separated variant names (default: {','.join(DEFAULT_GRID)})",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant (default 3)")
     p.add_argument("--out", required=True, help="grid folder")
@@ -63,6 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
+
+
+def dynamics_recipes() -> list[str]:
+    from farsight.train.dynamics import DYNAMICS_RECIPES
+
+    return DYNAMICS_RECIPES.names()
 
 
 def run(args: argparse.Namespace) -> int:

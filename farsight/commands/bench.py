@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import shlex
 from pathlib import Path
 
-from farsight.bench import save_result
+from farsight.cli import add_placeholder, chosen
+
+HELP = "run a benchmark and update BENCHMARKS.md"
 
 # name -> module with add_arguments(parser) and run(args) -> list[Row]
 BENCHES = {
@@ -20,12 +24,25 @@ BENCHES = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="run a benchmark and update BENCHMARKS.md")
+def summary(module: str) -> str:
+    """First sentence-paragraph of a module's docstring, read from its source: some benchmarks
+    import torch, which listing them should not."""
+    spec = importlib.util.find_spec(module)
+    source = Path(spec.origin).read_text() if spec and spec.origin else ""
+    doc = ast.get_docstring(ast.parse(source)) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    p = sub.add_parser("bench", help=HELP)
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="name")
+    wanted = chosen(argv, tuple(BENCHES))
     for name, module in BENCHES.items():
+        if argv is not None and name != wanted:
+            add_placeholder(bench_sub, name, summary(module))
+            continue
         mod = importlib.import_module(module)
-        bp = bench_sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0])
+        bp = bench_sub.add_parser(name, help=summary(module))
         bp.add_argument("--results", type=Path, default=Path("benchmarks/results"))
         bp.add_argument("--report", type=Path, default=Path("BENCHMARKS.md"))
         mod.add_arguments(bp)
@@ -33,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from farsight.bench import save_result
+
     rows = args.bench_module.run(args)
     for r in rows:
         print(f"{r.metric:<48} {r.value:>14,.2f} {r.unit:<10} {r.note}")

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-from tqdm import tqdm
-
-from farsight.data.store import SPLITS, EpisodeStore
-from farsight.errors import UsageError
-from farsight.video import caption, upscale, write_video
+HELP = "inspect an episode store"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="inspect an episode store")
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    p = sub.add_parser("data", help=HELP)
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="data_command")
 
     info = data_sub.add_parser("info", help="counts, lengths, actions, splits; verifies shards")
@@ -34,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from farsight.data.store import SPLITS, EpisodeStore
+
     store = EpisodeStore(args.store, verify="size" if args.no_verify else "crc")
     if not args.no_verify:
         store.verify_all()
@@ -78,6 +77,12 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_preview(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from farsight.data.store import EpisodeStore
+    from farsight.errors import UsageError
+    from farsight.video import caption, upscale, write_video
+
     store = EpisodeStore(args.store)
     meanings = store.meta.get("env", {}).get("action_meanings", [])
     if not 0 <= args.episode < store.num_episodes:

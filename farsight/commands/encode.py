@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+HELP = "encode an episode store into a latent cache with a trained autoencoder"
 
-def register(sub: argparse._SubParsersAction) -> None:
+
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
     p = sub.add_parser(
         "encode",
-        help="encode an episode store into a latent cache with a trained autoencoder",
+        help=HELP,
         description="Encode every frame of --data with the EMA weights of --autoencoder into a "
         "latent cache aligned 1:1 with the store's episodes (deterministic mean latents; FSQ "
         "indices for the fsq kind), always in fp32 so the cache is the same on every machine. "

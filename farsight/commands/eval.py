@@ -12,18 +12,19 @@ from __future__ import annotations
 import argparse
 
 from farsight.errors import UsageError
-from farsight.sampling.config import (
-    add_sampling_arguments,
-    sampling_from_args,
-    sampling_overrides,
+
+HELP = (
+    "per-horizon PSNR/SSIM, latent MSE, Delta-PSNR and arena position error of a world "
+    "model's open-loop rollouts of held-out episodes"
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    from farsight.sampling.config import add_sampling_arguments
+
     p = sub.add_parser(
         "eval",
-        help="per-horizon PSNR/SSIM, latent MSE, Delta-PSNR and arena position error of a world "
-        "model's open-loop rollouts of held-out episodes",
+        help=HELP,
         description="Prompt a trained world model with true frames of held-out episodes, roll it "
         "out with the true actions and with random ones, and measure the rollouts per horizon "
         "(1, 2, 4, ...). Deterministic for a --seed.",
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from farsight.commands.rollout import set_threads
     from farsight.eval.run import EvalConfig, eval_checkpoint
+    from farsight.sampling.config import sampling_from_args, sampling_overrides
     from farsight.train.precision import resolve_device
 
     if args.episodes < 1 or args.horizon < 1 or args.prompt_frames < 0:

@@ -1,4 +1,4 @@
-"""``farsight play``: play an environment (and, later, a trained world model) in the browser."""
+"""``farsight play``: play an environment or a trained world model in the browser."""
 
 from __future__ import annotations
 
@@ -10,19 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from farsight.errors import UsageError
-from farsight.sampling.config import add_sampling_arguments, model_sampling, sampling_from_args
+
+HELP = "play an environment (--env) or a trained world model (--ckpt) live in the browser"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    from farsight.envs import ENV_IDS
+    from farsight.sampling.config import add_sampling_arguments
+
     p = sub.add_parser(
         "play",
-        help="play an environment live in the browser",
+        help=HELP,
         description="Serve a page that streams the environment's frames over a websocket and "
         "plays the keys you press. Each browser tab gets its own environment.",
     )
-    p.add_argument(
-        "--env", help="env id to play: arena, ALE/<Game>-v5, crafter, vizdoom/<scenario>"
-    )
+    p.add_argument("--env", help=f"env id to play: {', '.join(ENV_IDS)}")
     p.add_argument("--size", type=int, default=64, help="frame size of the env (default 64)")
     p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
     p.add_argument(
@@ -75,6 +77,7 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
     random held-out episode per reset) or, without it, from a fresh real env of the recorded
     kind."""
     from farsight.commands.rollout import set_threads
+    from farsight.sampling.config import model_sampling, sampling_from_args
     from farsight.train.dynamics import load_world_model
     from farsight.train.precision import resolve_device
     from farsight.world_env import WorldModelEnv

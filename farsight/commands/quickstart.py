@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from farsight.config import apply_overrides
+HELP = "record the arena, train a small world model, write a rollout video"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
     p = sub.add_parser(
         "quickstart",
-        help="record the arena, train a small world model, write a rollout video",
+        help=HELP,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -42,6 +42,7 @@ def _mark_done(out: Path, stage: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from farsight.config import apply_overrides
     from farsight.data.recorder import RECORD_RECIPES, record
     from farsight.latents import build_cache
     from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
@@ -104,7 +105,19 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"      {rollout.generated} frames generated at {rollout.frames_per_second:.1f} frames/s")
     print()
-    print(f"done. the rollout video:   {video}  (left: the real game, right: the model)")
-    print(f"      play the model:      farsight play --ckpt {dyn_run}")
-    print(f"      its loss curves:     {curves}  (all of them: tensorboard --logdir {out})")
+    print("\n".join(next_steps(out, video, dyn_run, curves)))
     return 0
+
+
+def next_steps(out: Path, video: Path, dyn_run: Path, curves: Path) -> list[str]:
+    """What the quickstart made and the commands to go on with; each runs where it is pasted,
+    also in a fresh shell where the virtual environment is not active."""
+    from farsight.cli import command_line
+
+    play = command_line("play", "--ckpt", dyn_run)
+    tensorboard = command_line("--logdir", out, program="tensorboard")
+    return [
+        f"done. the rollout video:   {video}  (left: the real game, right: the model)",
+        f"      play the model:      {play}",
+        f"      its loss curves:     {curves}  (all of them: {tensorboard})",
+    ]

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import argparse
 
-from farsight.config import build_config
-from farsight.data.recorder import RECORD_RECIPES, record
+HELP = "record an environment into an episode store"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    from farsight.data.recorder import RECORD_RECIPES
+    from farsight.envs import ENV_IDS
+
     p = sub.add_parser(
         "record",
-        help="record an environment into an episode store",
+        help=HELP,
         description="Record whole episodes under a behaviour policy until the store holds at "
         "least --frames frames. Re-running with a larger --frames continues the recording.",
     )
-    p.add_argument("recipe", nargs="?", default="arena", help=f"one of {RECORD_RECIPES.names()}")
+    p.add_argument(
+        "recipe",
+        nargs="?",
+        default="arena",
+        help=f"one of {', '.join(RECORD_RECIPES.names())} (default arena)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     p.add_argument("--out", required=True, help="store folder (created or continued)")
-    p.add_argument("--env", help="env id: arena, ALE/<Game>-v5, crafter, vizdoom/<scenario>")
+    p.add_argument("--env", help=f"env id: {', '.join(ENV_IDS)}")
     p.add_argument("--frames", type=int, help="frames to hold in the store in total")
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="parallel recording processes")
@@ -26,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from farsight.cli import command_line
+    from farsight.config import build_config
+    from farsight.data.recorder import RECORD_RECIPES, record
+
     recipe, overrides = args.recipe, list(args.overrides)
     if "=" in recipe:  # no recipe given, only overrides
         recipe, overrides = "arena", [recipe, *overrides]
@@ -34,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(RECORD_RECIPES, recipe, overrides, fixed)
     writer = record(cfg, args.out)
     print(f"store {args.out}: {writer.num_episodes} episodes, {writer.num_frames} frames")
-    print(f"inspect it with: farsight data info {args.out}")
+    print(f"inspect it with: {command_line('data', 'info', args.out)}")
     return 0

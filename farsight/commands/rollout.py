@@ -18,22 +18,22 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from farsight.errors import UsageError
-from farsight.sampling.config import (
-    SamplingConfig,
-    add_sampling_arguments,
-    model_sampling,
-    sampling_from_args,
-)
+
+if TYPE_CHECKING:
+    from farsight.sampling.config import SamplingConfig
+
+HELP = "video of a world model's rollout of a held-out episode next to the truth"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    from farsight.sampling.config import add_sampling_arguments
+
     p = sub.add_parser(
         "rollout",
-        help="video of a world model's rollout of a held-out episode next to the truth",
+        help=HELP,
         description="Prompt a trained world model with the first frames of a held-out episode, "
         "feed it that episode's true actions, and write ground truth | generation side by side.",
     )
@@ -108,6 +108,7 @@ def write_rollout_video(
     progress: bool = True,
 ) -> RolloutVideo:
     """The command's work, for any ``WorldModelLike`` and ``EpisodeStore``."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -211,6 +212,7 @@ def set_threads(threads: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from farsight.data.store import EpisodeStore
+    from farsight.sampling.config import model_sampling, sampling_from_args
     from farsight.train.dynamics import load_world_model
     from farsight.train.precision import resolve_device
 

@@ -5,30 +5,55 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from typing import NamedTuple
 
-# model -> (module with run_command(args), help). Modules are imported only when run, so the
-# CLI starts fast. A trainer for another model adds a line here.
+from farsight.cli import Parser
+
+
+class Trainer(NamedTuple):
+    module: str
+    """Defines run_command(args) and the RecipeBook ``recipes`` names."""
+    recipes: str
+    help: str
+    data: str
+    """What ``--data`` takes."""
+
+
+# Modules are imported only when run (or their recipes listed by --help), so the CLI starts
+# fast. A trainer for another model adds a line here.
 TRAINERS = {
-    "autoencoder": (
+    "autoencoder": Trainer(
         "farsight.train.autoencoder",
-        "train the frame autoencoder on an episode store (recipes: ae_cpu, ae_arena, "
-        "ae_arena_hifi, ae_atari, ae_fsq, ae_vae, ae_gpu, ae_tiny)",
+        "AE_RECIPES",
+        "train the frame autoencoder on an episode store",
+        "episode store to train on",
     ),
-    "dynamics": (
+    "dynamics": Trainer(
         "farsight.train.dynamics",
+        "DYNAMICS_RECIPES",
         "train the dynamics model (diffusion forcing + multi-frame heads) on the latents of an "
-        "episode store (recipes: dyn_quickstart, dyn_gpu_S, dyn_tiny); under torchrun: DDP, "
-        "or FSDP2 with parallel.strategy=fsdp",
+        "episode store; under torchrun: DDP, or FSDP2 with parallel.strategy=fsdp",
+        "episode store to train on (frames); its latent cache is found or built under the "
+        "autoencoder's run folder, or named with data.cache=PATH",
     ),
-    "lam": (
+    "lam": Trainer(
         "farsight.train.lam",
+        "LAM_RECIPES",
         "train the latent action model on frame pairs of an episode store (true actions "
-        "are only compared with; recipes: lam_cpu, lam_vq, lam_gpu, lam_tiny)",
+        "are only compared with)",
+        "episode store to train on",
     ),
 }
 
 
-class OverridesParser(argparse.ArgumentParser):
+HELP = f"train a model ({', '.join(TRAINERS)})"
+
+
+def recipe_names(trainer: Trainer) -> list[str]:
+    return getattr(importlib.import_module(trainer.module), trainer.recipes).names()
+
+
+class OverridesParser(Parser):
     """Takes ``key=value`` overrides anywhere, also after options.
 
     argparse fills all positionals from the first run of them, so in ``recipe --out RUN a=1``
@@ -44,28 +69,39 @@ class OverridesParser(argparse.ArgumentParser):
         return namespace, extras
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (autoencoder, ...)")
+def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    p = sub.add_parser("train", help=HELP)
     model_sub = p.add_subparsers(
         dest="model", required=True, metavar="model", parser_class=OverridesParser
     )
-    for name, (module, help_text) in TRAINERS.items():
-        tp = model_sub.add_parser(name, help=help_text, description=help_text)
-        add_common_arguments(tp)
+    for name, trainer in TRAINERS.items():
+        tp = model_sub.add_parser(name, help=trainer.help, description=trainer.help)
+        recipe = add_common_arguments(tp, trainer.data)
+        # The recipe names come from the trainer's RecipeBook, imported (with torch) only
+        # when this help is printed.
+        tp.lazy_help(
+            recipe,
+            lambda t=trainer: (
+                f"recipe name, one of: {', '.join(recipe_names(t))} (default: "
+                "the model's CPU recipe)"
+            ),
+        )
         if name == "dynamics":
             tp.add_argument("--autoencoder", help="autoencoder checkpoint or run folder")
-        tp.set_defaults(func=run, trainer_module=module)
+        tp.set_defaults(func=run, trainer_module=trainer.module)
 
 
-def add_common_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", nargs="?", help="recipe name (default: the model's CPU recipe)")
+def add_common_arguments(p: argparse.ArgumentParser, data_help: str) -> argparse.Action:
+    """The arguments every trainer takes; returns the ``recipe`` argument."""
+    recipe = p.add_argument("recipe", nargs="?", help="recipe name")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.add_argument("--data", help="episode store (or latent cache) to train on")
+    p.add_argument("--data", help=data_help)
     p.add_argument("--out", required=True, help="run folder: checkpoint, logs, samples")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--steps", type=int, help="total optimizer steps (train.steps)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (train.device)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
+    return recipe
 
 
 def run(args: argparse.Namespace) -> int:

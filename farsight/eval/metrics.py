@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from farsight.eval.stats import bootstrap_ci
+from farsight.extras import require
 
 DATA_RANGE = 255.0
 SCALES = (1, 4, 8)
@@ -154,6 +154,8 @@ def ssim(a: Any, b: Any) -> np.ndarray:
     win = ssim_window(h, w)
     if win is None:
         raise ValueError(f"ssim: {h}x{w} images are too small for SSIM (need >= 3x3)")
+    # scikit-image is optional (the `train` extra): imported here, where SSIM is computed.
+    structural_similarity = require("skimage.metrics", "SSIM").structural_similarity
     flat_a = a.reshape(-1, h, w, 3)
     flat_b = b.reshape(-1, h, w, 3)
     out = np.array(

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from farsight.data.loader import rank_and_world
 from farsight.errors import FarsightError
+from farsight.extras import require
 from farsight.io import atomic_write
 from farsight.parallel import (
     full_tensor,
@@ -209,6 +210,8 @@ def train(
     writer = None
     metrics_log = None
     if is_main:
+        # torch's own error without tensorboard does not say which extra has it.
+        require("tensorboard", "training (its TensorBoard logs)")
         from torch.utils.tensorboard import SummaryWriter
 
         run_dir.mkdir(parents=True, exist_ok=True)
