@@ -43,6 +43,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from farsight.cli import command_line
 from farsight.data.loader import ClipDataset
 from farsight.data.store import MANIFEST, EpisodeStore, StoreError, StoreWriter
 from farsight.errors import FarsightError
@@ -85,6 +86,11 @@ def source_record(store: EpisodeStore) -> dict:
         "episodes": store.num_episodes,
         "frames": store.num_frames,
     }
+
+
+def same_store(recorded: dict, store: EpisodeStore) -> bool:
+    """Whether ``store`` is (at) the folder the cache was built from."""
+    return recorded.get("store") == str(store.path.resolve())
 
 
 def compare_source(recorded: dict, store: EpisodeStore) -> str:
@@ -160,51 +166,79 @@ class LatentCache:
             return latents.view(torch.int16).view(torch.bfloat16).float()
         return latents.float()
 
+    def encode_command(self, data: str | Path | None = None, *extra: str) -> str:
+        """The ``farsight encode`` line that continues or rebuilds this very cache."""
+        data = data if data is not None else self.source["store"]
+        return command_line(
+            "encode",
+            "--autoencoder",
+            self.autoencoder["path"],
+            "--data",
+            data,
+            "--out",
+            self.path,
+            *extra,
+        )
+
     def check(self, store: EpisodeStore | str | Path | None = None, autoencoder: str | None = None):
         """Raise StaleCacheError unless complete, encoded at ``CACHE_PRECISION``, made from
         ``store`` and by ``autoencoder``.
 
         ``autoencoder``: a fingerprint, or a checkpoint path / run folder to fingerprint.
         """
-        rerun = (
-            f"farsight encode --autoencoder {self.autoencoder['path']} "
-            f"--data {self.source['store']}"
-        )
         if not self.complete:
             raise StaleCacheError(
                 f"latent cache {self.path} is incomplete (encoding stopped at episode "
-                f"{self.store.num_episodes} of {self.source['episodes']}); finish it: {rerun}"
+                f"{self.store.num_episodes} of {self.source['episodes']}); finish it: "
+                f"{self.encode_command()}"
             )
         if self.info.precision != CACHE_PRECISION:
             raise StaleCacheError(
                 f"latent cache {self.path} was {precision_phrase(self.info.precision)}, not at "
                 f"{CACHE_PRECISION} as every cache is (so it is the same on every machine); "
-                f"rebuild it: {rerun} --out {self.path} --overwrite"
+                f"rebuild it: {self.encode_command(None, '--overwrite')}"
             )
+        if store is not None:
+            store = store if isinstance(store, EpisodeStore) else EpisodeStore(store, "size")
         if autoencoder is not None:
             fingerprint = autoencoder
             if Path(autoencoder).exists():
                 fingerprint = checkpoint_fingerprint(autoencoder)
             if fingerprint != self.autoencoder["fingerprint"]:
+                data = store.path if store is not None else self.source["store"]
+                ae = autoencoder if Path(autoencoder).exists() else "AE_RUN"
                 raise StaleCacheError(
                     f"latent cache {self.path} was encoded by another autoencoder "
                     f"({self.autoencoder['path']} at step {self.autoencoder['step']}, weights "
                     f"{self.autoencoder['fingerprint'][:12]}), not by {autoencoder} "
-                    f"(weights {fingerprint[:12]}); encode again into another --out, or with "
-                    "--overwrite"
+                    f"(weights {fingerprint[:12]}); encode the store with it into a cache of its "
+                    f"own (by default under its run folder): "
+                    f"{command_line('encode', '--autoencoder', ae, '--data', data)}"
                 )
         if store is not None:
-            store = store if isinstance(store, EpisodeStore) else EpisodeStore(store, "size")
             state = compare_source(self.source, store)
+            if state == "changed" and not same_store(self.source, store):
+                # Another store (e.g. another folder of the same name), not this one changed:
+                # its own cache is elsewhere, and this one must not be overwritten for it.
+                raise StaleCacheError(
+                    f"latent cache {self.path} encodes another store ({self.source['store']}), "
+                    f"not {store.path}; encode that one into a cache of its own: "
+                    + command_line(
+                        "encode", "--autoencoder", self.autoencoder["path"], "--data", store.path
+                    )
+                    + " (without --out each store gets its own)"
+                )
             if state == "grown":
                 raise StaleCacheError(
                     f"store {store.path} has grown to {store.num_episodes} episodes since latent "
-                    f"cache {self.path} was built ({self.source['episodes']}); extend it: {rerun}"
+                    f"cache {self.path} was built ({self.source['episodes']}); extend it: "
+                    f"{self.encode_command(store.path)}"
                 )
             if state == "changed":
                 raise StaleCacheError(
                     f"store {store.path} has changed since latent cache {self.path} was built "
-                    f"from it (metadata or shard checksums differ); rebuild it: {rerun} --overwrite"
+                    f"from it (metadata or shard checksums differ); rebuild it: "
+                    f"{self.encode_command(store.path, '--overwrite')}"
                 )
             mismatch = [
                 e.id
@@ -216,7 +250,7 @@ class LatentCache:
                     f"latent cache {self.path} is not aligned with store {store.path} "
                     f"({self.store.num_episodes} vs {store.num_episodes} episodes"
                     f"{', lengths differ from episode ' + str(mismatch[0]) if mismatch else ''}); "
-                    f"rebuild it: {rerun} --overwrite"
+                    f"rebuild it: {self.encode_command(store.path, '--overwrite')}"
                 )
         return self
 
@@ -272,11 +306,15 @@ def checkpoint_fingerprint(path: str | Path) -> str:
 
 
 def default_cache_path(autoencoder: str | Path, data: str | Path) -> Path:
-    """``RUN/latents/<store folder name>``: a cache belongs to the autoencoder that made it."""
+    """``RUN/latents/<store folder name>-<hash of its path>``: a cache belongs to the
+    autoencoder that made it, and to one store: stores in folders of the same name (every
+    ``.../data``) get caches of their own."""
     from farsight.train.checkpoint import resolve_checkpoint
 
     run = resolve_checkpoint(autoencoder).resolve().parent
-    return run / "latents" / Path(data).resolve().name
+    store = Path(data).resolve()
+    key = hashlib.sha256(str(store).encode()).hexdigest()[:10]
+    return run / "latents" / f"{store.name}-{key}"
 
 
 def precision_phrase(precision: str | None) -> str:
@@ -340,6 +378,13 @@ def build_cache(
     ckpt_path = resolve_checkpoint(autoencoder).resolve()
     out = Path(out) if out is not None else default_cache_path(ckpt_path, data)
     store = EpisodeStore(data)  # CRC-checked as episodes are read
+    if "latent_cache" in store.meta:
+        source = store.meta["latent_cache"].get("source", {}).get("store", "its store")
+        raise StoreError(
+            f"{store.path} is a latent cache (of {source}), not an episode store of frames: "
+            f"give the store itself (to train on this cache: --data {source} "
+            f"data.cache={store.path})"
+        )
     if "frames" not in store.arrays:
         raise StoreError(f"store {store.path} holds no 'frames' array: nothing to encode")
     dev = resolve_device(device)
@@ -419,6 +464,7 @@ def _reuse_or_clear(
         ) from None
     same_ae = cache.autoencoder["fingerprint"] == fingerprint
     source = compare_source(cache.source, store)
+    advice = "Use another --out, or --overwrite to rebuild it"
     same_dtype = cache.info.dtype == dtype
     same_precision = cache.info.precision == CACHE_PRECISION
     if same_ae and same_dtype and same_precision and source in ("same", "grown"):
@@ -434,11 +480,14 @@ def _reuse_or_clear(
             why = f"was {precision_phrase(cache.info.precision)}, not {CACHE_PRECISION}"
         elif not same_dtype:
             why = f"holds {cache.info.dtype} latents, asked {dtype}"
+        elif not same_store(cache.source, store):
+            why = f"encodes another store ({cache.source['store']}), not {store.path}"
+            advice = "Use another --out (without --out each store gets its own cache)"
         else:
-            why = f"was built from store {cache.source['store']} as it was before it changed"
-        raise StaleCacheError(
-            f"latent cache {out} {why}; refusing to mix them. Use another --out, or "
-            "--overwrite to rebuild it"
-        )
+            why = (
+                f"was built from store {store.path} as it was before it changed (metadata or "
+                "shard checksums differ)"
+            )
+        raise StaleCacheError(f"latent cache {out} {why}; refusing to mix them. {advice}")
     shutil.rmtree(out)  # verified above to be a latent cache, nothing else
     return meta

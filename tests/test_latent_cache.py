@@ -13,6 +13,7 @@ import torch
 from farsight.cli import main
 from farsight.config import build_config
 from farsight.data.store import EpisodeStore, StoreWriter
+from farsight.errors import FarsightError
 from farsight.latents import LatentCache, StaleCacheError, build_cache, open_cache
 from farsight.models.autoencoder import Autoencoder, frames_to_images
 from farsight.train.autoencoder import AE_RECIPES, load_autoencoder
@@ -66,7 +67,9 @@ def store(tmp_path) -> Path:
 def test_cache_is_aligned_with_the_store(tmp_path, store, kind, dtype):
     ckpt = make_checkpoint(tmp_path / "ae" / "checkpoint.pt", kind)
     cache = build_cache(ckpt, store, dtype=dtype, batch_size=5, progress=False)
-    assert cache.path == tmp_path / "ae" / "latents" / "store"  # the default location
+    # The default location: under the autoencoder's run, named by the store and its path.
+    assert cache.path.parent == tmp_path / "ae" / "latents"
+    assert cache.path.name.startswith("store-")
     source = EpisodeStore(store)
     assert cache.store.num_episodes == source.num_episodes
     for split in ("train", "val", "test"):
@@ -200,6 +203,48 @@ def test_changed_store_is_refused_and_grown_store_extended(tmp_path, store):
         build_cache(ckpt, store, tmp_path / "cache", progress=False)
     build_cache(ckpt, store, tmp_path / "cache", overwrite=True, progress=False)
     open_cache(tmp_path / "cache", store=store)
+
+
+def test_stores_of_the_same_name_get_caches_of_their_own(tmp_path):
+    """Two stores both called ``data``, one autoencoder: each store gets its own default cache;
+    a cache given for the other store is refused as *another store* (not a changed one), and
+    no suggested command overwrites it."""
+    first = make_store(tmp_path / "first" / "data", episodes=4, seed=1)
+    second = make_store(tmp_path / "second" / "data", episodes=5, seed=2)
+    ckpt = make_checkpoint(tmp_path / "ae" / "checkpoint.pt")
+    a = build_cache(ckpt, first, progress=False)
+    b = build_cache(ckpt, second, progress=False)
+    assert a.path != b.path and a.path.parent == b.path.parent == tmp_path / "ae" / "latents"
+    assert (a.store.num_episodes, b.store.num_episodes) == (4, 5)
+    open_cache(a.path, store=first, autoencoder=ckpt)
+    open_cache(b.path, store=second, autoencoder=ckpt)
+    # The first store's cache named for the second (data.cache=... of train dynamics).
+    with pytest.raises(StaleCacheError) as e:
+        open_cache(a.path, store=second, autoencoder=ckpt)
+    message = str(e.value)
+    assert f"encodes another store ({first.resolve()}), not {second}" in message
+    assert "changed" not in message and "--overwrite" not in message
+    assert f"--data {second}" in message and f"--out {a.path}" not in message
+    with pytest.raises(StaleCacheError, match="encodes another store") as e:
+        build_cache(ckpt, second, a.path, progress=False)
+    assert "--overwrite" not in str(e.value)
+    # The same store, changed: rebuilding *its* cache is the advice.
+    shutil.rmtree(first)
+    make_store(first, episodes=4, seed=9)
+    with pytest.raises(StaleCacheError, match="has changed") as e:
+        open_cache(a.path, store=first)
+    assert f"--data {first} --out {a.path} --overwrite" in str(e.value)
+
+
+def test_a_latent_cache_as_data_says_how_to_train_on_it(tmp_path, store, capsys):
+    ckpt = make_checkpoint(tmp_path / "ae" / "checkpoint.pt")
+    cache = build_cache(ckpt, store, progress=False)
+    with pytest.raises(FarsightError, match=f"is a latent cache.*data.cache={cache.path}"):
+        build_cache(ckpt, cache.path, progress=False)
+    args = ["train", "dynamics", "dyn_tiny", "--autoencoder", str(ckpt), "--quiet"]
+    assert main([*args, "--data", str(cache.path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"--data {store.resolve()} data.cache={cache.path}" in err
 
 
 def test_interrupted_build_is_refused_then_continued(tmp_path, store, monkeypatch):

@@ -20,7 +20,11 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
     )
     p.add_argument("--autoencoder", required=True, help="checkpoint file or run folder")
     p.add_argument("--data", required=True, help="episode store to encode")
-    p.add_argument("--out", help="cache folder (default: RUN/latents/<store folder name>)")
+    p.add_argument(
+        "--out",
+        help="cache folder (default: RUN/latents/<store folder name>-<hash of its path>, one per "
+        "store)",
+    )
     p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16"))
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")

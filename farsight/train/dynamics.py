@@ -3,7 +3,7 @@
     farsight train dynamics [recipe] [key=value ...] --data STORE --autoencoder AE --out RUN
     torchrun --nproc_per_node=N -m farsight.cli train dynamics ...      (DDP)
 
-The store is encoded once into a latent cache (``RUN_OF_AE/latents/<store>`` unless
+The store is encoded once into a latent cache (``RUN_OF_AE/latents/<store>-<path hash>`` unless
 ``data.cache`` names one; built here if missing), so training never runs the encoder. Each
 clip carries ``heads.max_offset - 1`` extra frames that only serve as far-head targets.
 
@@ -62,7 +62,7 @@ class DynamicsDataConfig:
     autoencoder: str = ""
     """Autoencoder checkpoint or run folder (``--autoencoder``)."""
     cache: str = ""
-    """Latent cache folder; empty: the autoencoder run's ``latents/<store name>``."""
+    """Latent cache folder; empty: the autoencoder run's ``latents/<store name>-<path hash>``."""
     clip_len: int = 16
     """Frames the model sees per clip (the far-head target frames come on top)."""
     stride: int = 1
