@@ -133,9 +133,14 @@ class LatentCache:
         if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
             raise StoreError(f"{self.path} is an episode store but not a latent cache")
         if meta.get("version") != CACHE_VERSION:
+            ae = meta.get("autoencoder", {}).get("path", "AE_RUN")
+            data = meta.get("source", {}).get("store", "STORE")
+            rebuild = command_line(
+                "encode", "--autoencoder", ae, "--data", data, "--out", self.path, "--overwrite"
+            )
             raise StoreError(
                 f"latent cache {self.path} has version {meta.get('version')}, "
-                f"this farsight reads {CACHE_VERSION}; rebuild it with farsight encode --overwrite"
+                f"this farsight reads {CACHE_VERSION}; rebuild it: {rebuild}"
             )
         self.meta = meta
         lat = meta["latent"]

@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         _mark_done(out, "autoencoder")
 
     print(f"[3/5] encoding the store into the latent cache {cache}")
-    build_cache(ae_run, store, cache)
+    # The cache is the quickstart's own: one made before (e.g. by an older farsight, at another
+    # precision) is rebuilt rather than refused; a current one is reused or extended.
+    build_cache(ae_run, store, cache, overwrite=True)
 
     print(f"[4/5] training the dynamics model ({args.dyn_minutes:g} min) into {dyn_run}")
     if not _done(out, "dynamics"):
