@@ -146,8 +146,11 @@ class DynamicsConfig:
     qk_norm: bool = True
     """RMSNorm on queries and keys (stabilises attention logits, costs little)."""
     prev_frame_input: bool = False
-    """Stack the previous frame's input latent on each frame's input channels (DIAMOND-style
-    frame stacking inside the causal transformer)."""
+    """Embed the previous frame's input latent into each frame's tokens (DIAMOND-style frame
+    stacking inside the causal transformer)."""
+    prev_frame_kernel: int = 1
+    """Tokens' worth of the previous frame each token embeds, per side (odd): 1 its own patch,
+    3 its patch and the 8 around it (room for a move of up to a token per frame)."""
     action_input: bool = False
     """Also add an embedding of the action leading into a frame to every token of that frame
     at the input (besides the adaLN conditioning)."""
@@ -194,6 +197,8 @@ class DynamicsConfig:
             raise ConfigError(
                 f"width={self.width} must split into num_heads={self.num_heads} even head widths"
             )
+        if self.prev_frame_kernel < 1 or self.prev_frame_kernel % 2 == 0:
+            raise ConfigError(f"prev_frame_kernel={self.prev_frame_kernel}: must be odd and >= 1")
         if self.spatial_rope and (self.width // self.num_heads) % 4:
             raise ConfigError(
                 f"spatial_rope needs a head width (width / num_heads = "

@@ -80,12 +80,17 @@ def _changed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a - b).abs().flatten(2).amax(-1) > 1e-6).any(0)
 
 
-INPUT_VARIANTS = [{}, {"prev_frame_input": True, "spatial_rope": True}]
+INPUT_VARIANTS = [
+    {},
+    {"prev_frame_input": True, "spatial_rope": True},
+    {"prev_frame_input": True, "prev_frame_kernel": 3, "action_input": True},
+]
+INPUT_IDS = ["plain", "prev+rope", "prev3+action"]
 
 
 @pytest.mark.parametrize("action_mode", ["sum", "frame"])
 @pytest.mark.parametrize("branch_layer", [-1, 1])
-@pytest.mark.parametrize("inputs", INPUT_VARIANTS, ids=["plain", "prev+rope"])
+@pytest.mark.parametrize("inputs", INPUT_VARIANTS, ids=INPUT_IDS)
 def test_no_position_sees_later_frames(action_mode, branch_layer, inputs):
     heads = HeadsConfig(action_mode=action_mode, branch_layer=branch_layer, depths=(1, 2, 0))
     model = make_model(heads=heads, **inputs)
@@ -155,7 +160,7 @@ def test_sliding_window_limits_the_receptive_field():
 
 
 @pytest.mark.parametrize("chunks", [[1] * 9, [2, 3, 1, 3], [9]])
-@pytest.mark.parametrize("inputs", INPUT_VARIANTS, ids=["plain", "prev+rope"])
+@pytest.mark.parametrize("inputs", INPUT_VARIANTS, ids=INPUT_IDS)
 def test_cached_rollout_equals_full_clip(chunks, inputs):
     """Frames fed a few at a time through the KV cache give the full-clip outputs, with the
     window (3) shorter than the clip, ring slots wrapping, and absolute frame indices > 0.
@@ -194,7 +199,8 @@ def test_cached_rollout_equals_full_clip(chunks, inputs):
                 ).main
             )
             pos += n
-    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
+    # Convolutions over other batch shapes round differently: 1e-5 is float noise here too.
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=5e-5, rtol=1e-4)
     assert cache.next_frame == start + t
     assert all(ring.keys.shape[2] == 3 for ring in cache.rings)  # the last W frames kept
 

@@ -11,11 +11,13 @@ per-frame conditioning
 with a learned start embedding in place of a_{-1}. Position t therefore sees frames <= t
 only, frame t itself at noise level tau_t.
 
-With ``prev_frame_input`` each frame's patches also carry the previous frame's input latent
+With ``prev_frame_input`` each frame's tokens also embed the previous frame's input latent
 (as the model is shown it: noisy, or context-noised in a rollout; zeros before the first
-frame), stacked on the channels as DIAMOND and GameNGen stack their context. "Copy the last
-frame, then change it as the action says" is then a local map from the first layer on, instead
-of a path through a zero-gated temporal attention.
+frame), as DIAMOND and GameNGen stack their context on the input channels; with
+``prev_frame_kernel`` k > 1 a token embeds the k x k tokens' worth of the previous frame
+around it (a strided convolution). "Copy the last frame, moved as the action says" is then a
+local map from the first layer on, instead of a path through a zero-gated temporal attention
+followed by a spatial one.
 
 Head 1 (the denoising head) is the final layer after the last block; its output is whatever
 the objective trains it for (v or x0). The far heads (``heads.py``) branch after block L_b.
@@ -35,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from farsight.dynamics_config import DynamicsConfig
@@ -110,7 +113,11 @@ class DynamicsModel(nn.Module):
         d, p, c = cfg.width, cfg.patch, cfg.latent_channels
         self.grid = cfg.token_grid
         self.branch_index = cfg.branch_index()
-        self.input_embed = PatchEmbed(2 * c if cfg.prev_frame_input else c, p, d)
+        self.input_embed = PatchEmbed(c, p, d)
+        self.prev_embed = None
+        if cfg.prev_frame_input:
+            k = cfg.prev_frame_kernel
+            self.prev_embed = nn.Conv2d(c, d, k * p, stride=p, padding=(k - 1) // 2 * p)
         self.register_buffer("pos_embed", sincos_2d(self.grid, d), persistent=False)
         self.noise_embed = NoiseLevelEmbed(d)
         self.action_embed = nn.Embedding(cfg.num_actions + 1, d)  # last row: clip start
@@ -142,11 +149,13 @@ class DynamicsModel(nn.Module):
         """(B, T, C, H, W) -> tokens (B, T, N, D) with spatial positions. ``prev`` (B, C, H, W):
         the input frame before ``latents[:, 0]`` (None: zeros), read with ``prev_frame_input``.
         """
-        if self.cfg.prev_frame_input:
+        tokens = self.input_embed(latents)
+        if self.prev_embed is not None:
             first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
             before = torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
-            latents = torch.cat([latents, before], dim=2)
-        tokens = self.input_embed(latents)
+            b = before.shape[0]
+            grid = self.prev_embed(rearrange(before, "b t c h w -> (b t) c h w"))
+            tokens = tokens + rearrange(grid, "(b t) d h w -> b t (h w) d", b=b)
         return tokens + self.pos_embed.to(tokens.dtype)
 
     def condition(self, tau: Tensor, actions_in: Tensor, ctx_tau: Tensor | None) -> Tensor:
@@ -230,6 +239,7 @@ class DynamicsModel(nn.Module):
         """Parameters every head's loss reaches: embeddings and the blocks before the branch."""
         shared = [
             self.input_embed,
+            self.prev_embed,
             self.noise_embed,
             self.action_embed,
             self.action_tokens,
