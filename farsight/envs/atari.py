@@ -9,6 +9,12 @@ fixes the frames.
 The 210x160 RGB screen is squeezed to ``size`` x ``size`` by area averaging; the aspect ratio
 is not kept, because every farsight model takes square frames. The console RAM (128 bytes)
 is the ground-truth state: it costs nothing to read and determines the game completely.
+
+For games with a RAM map (``farsight.envs.atari_ram``: Breakout, Pong) the state also holds
+the objects that matter, read from the RAM: ``object_xy`` (K, 2) float32, their centres (x, y)
+in pixels of the ``size`` x ``size`` frame (NaN when not visible), ``object_wh`` (K, 2)
+float32, the width and height of their visible part (0 when not visible), and
+``object_visible`` (K,) bool; ``env_meta()["ram_map"]`` names the K objects and their colours.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from farsight.config import ConfigError
+from farsight.envs.atari_ram import ram_map
 from farsight.envs.base import FarsightEnv, StateSpec, resize_area
 
 gym.register_envs(ale_py)
@@ -35,8 +42,6 @@ def available_games() -> list[str]:
 
 class AtariEnv(FarsightEnv):
     """One ALE game with v5 semantics, frames area-resized to ``size`` x ``size``."""
-
-    state_spec: StateSpec = {"ram": ((128,), "uint8")}
 
     def __init__(
         self,
@@ -67,12 +72,26 @@ class AtariEnv(FarsightEnv):
         self.action_meanings = tuple(self._env.unwrapped.get_action_meanings())
         self.action_space = gym.spaces.Discrete(len(self.action_meanings))
         self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.ram_map = ram_map(env_id)
+        self.state_spec: StateSpec = {"ram": ((128,), "uint8")}
+        if self.ram_map is not None:
+            k = len(self.ram_map.objects)
+            self.state_spec["object_xy"] = ((k, 2), "float32")
+            self.state_spec["object_wh"] = ((k, 2), "float32")
+            self.state_spec["object_visible"] = ((k,), "bool")
 
     def _info(self, ale_info: dict[str, Any]) -> dict[str, Any]:
+        # The RAM after the step's last emulator frame is the state of the returned screen
+        # (calibrated to the pixel in farsight.envs.atari_ram).
+        ram = self._ale.getRAM().copy()
+        state: dict[str, np.ndarray] = {"ram": ram}
+        if self.ram_map is not None:
+            xy, wh, visible = self.ram_map.read(ram, self.size)
+            state.update(object_xy=xy, object_wh=wh, object_visible=visible)
         return {
             "lives": int(ale_info["lives"]),
             "episode_frame_number": int(ale_info["episode_frame_number"]),
-            "state": {"ram": self._ale.getRAM().copy()},
+            "state": state,
         }
 
     def reset(
@@ -100,6 +119,7 @@ class AtariEnv(FarsightEnv):
             "max_num_frames_per_episode": int(spec_kwargs.get("max_num_frames_per_episode", 0)),
             "native_shape": list(self._env.observation_space.shape),
             "ale_py_version": ale_py.__version__,
+            "ram_map": self.ram_map.meta() if self.ram_map is not None else None,
         }
 
     def close(self) -> None:
