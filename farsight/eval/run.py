@@ -15,7 +15,14 @@ SSIM and MSE at full resolution and pooled by 4 and 8, the MSE of the generated 
 against the encoder's latents of the true frames, Genie's Delta_h PSNR
 = PSNR(x, x_hat) - PSNR(x, x_hat') (highlighted at t = 4), and on the arena (a store with
 ``state.player`` / ``state.camera`` / ``state.objects``) the player- and object-position
-error read back from the generated pixels.
+error read back from the generated pixels. On a store of a game with a RAM map
+(``farsight.envs.atari_ram``: Breakout, Pong; positions recorded as ``state.object_*``, or
+read from ``state.ram``), per named object: position error, hit, miss and measured rates,
+the PSNR in a window around the object, and the same window PSNR of the autoencoder's
+reconstruction of the true frames beside its whole-frame PSNR (``ae_psnr``): whether the
+autoencoder keeps the ball at all, which bounds what any dynamics model on it can show
+(``farsight.eval.positions`` says how objects are found in generated frames). The report
+puts every object metric beside copy-last-frame on the same clips.
 
 Clips: the split's episodes are cut into non-overlapping windows of P + H frames; windows are
 taken round-robin over episodes (every episode's first window, then every second one, ...)
@@ -44,7 +51,14 @@ import numpy as np
 from farsight.config import apply_overrides
 from farsight.errors import UsageError
 from farsight.eval.metrics import MetricRow, delta_psnr, horizons, rollout_metrics
-from farsight.eval.positions import position_metrics
+from farsight.eval.positions import (
+    ObjectState,
+    SceneObjects,
+    object_metrics,
+    position_metrics,
+    scene_objects,
+    window_psnr_rows,
+)
 from farsight.io import atomic_write
 from farsight.sampling.config import SamplingConfig, model_sampling
 
@@ -54,7 +68,11 @@ DONE_FILE = "README.md"
 ROLLOUT_FILE = "rollout.npz"
 COPY_LABEL = "(copy last frame)"
 """Variant label of the reference predictor that repeats the last prompt frame."""
+AE_LABEL = "(autoencoder)"
+"""Variant label of the autoencoder's reconstruction of the true frames (objects table)."""
 REFERENCE_TABLE = {("psnr", 1), ("psnr", 8), ("ssim", 1), ("player_error", 1), ("object_error", 1)}
+OBJECT_TABLE_METRICS = ("hit_rate", "error", "miss_rate", "measured", "window_psnr")
+"""Per-object metrics (``<name>_<metric>``) of the report's objects table."""
 STRIP_CLIPS = 2
 """Clips whose frames are kept in rollout.npz (strips of the ablation report)."""
 
@@ -167,7 +185,9 @@ def reference_rows(store, meta: dict[str, Any], scales=(1, 4, 8), n_boot: int = 
     labelled with variant ``COPY_LABEL``; no latent MSE and no Delta-PSNR (no model)."""
     p, horizon, seed = int(meta["prompt_frames"]), int(meta["horizon"]), int(meta["seed"])
     arena = all(k in store.arrays for k in ARENA_STATE_KEYS)
-    keys = ("frames", *(ARENA_STATE_KEYS if arena else ()))
+    objects = scene_objects(store)
+    object_keys = objects.state_keys(store.arrays) if objects is not None else ()
+    keys = ("frames", *(ARENA_STATE_KEYS if arena else ()), *object_keys)
     reads = [store.read(c["episode"], c["start"], p + horizon, keys=keys) for c in meta["clips"]]
     gt = np.stack([r["frames"][p:] for r in reads])
     copy = np.repeat(np.stack([r["frames"][p - 1 : p] for r in reads]), horizon, axis=1)
@@ -185,6 +205,11 @@ def reference_rows(store, meta: dict[str, Any], scales=(1, 4, 8), n_boot: int = 
             horizons=hs,
             n_boot=n_boot,
             seed=seed,
+        )
+    if objects is not None:
+        truth = ObjectState.stack([objects.state(r)[p:] for r in reads])
+        rows += object_metrics(
+            copy, truth, objects, gt_frames=gt, horizons=hs, n_boot=n_boot, seed=seed
         )
     return [dataclasses.replace(r, variant=COPY_LABEL) for r in rows]
 
@@ -242,11 +267,15 @@ def evaluate(
 
     _check_store(world_model, store, env.frame_size, ckpt or "given")
     arena = all(k in store.arrays for k in ARENA_STATE_KEYS)
-    keys = ("frames", "actions", *(ARENA_STATE_KEYS if arena else ()))
+    objects = scene_objects(store)
+    object_keys = objects.state_keys(store.arrays) if objects is not None else ()
+    keys = ("frames", "actions", *(ARENA_STATE_KEYS if arena else ()), *object_keys)
     n_actions = int(env.action_space.n)
 
     gt, gen, rnd, prompts, gt_lat, gen_lat = [], [], [], [], [], []
     states: dict[str, list[np.ndarray]] = {k: [] for k in ARENA_STATE_KEYS}
+    object_states: list[ObjectState] = []
+    recon: list[np.ndarray] = []
     t0 = time.perf_counter()
     bar = tqdm(clips, desc="eval", unit="clip", disable=not progress, dynamic_ncols=True)
     for i, clip in enumerate(bar):
@@ -265,10 +294,16 @@ def evaluate(
         env.decoded = []
         gt.append(truth["frames"][p:])
         prompts.append(truth["frames"][:p])
-        gt_lat.append(env.encode(truth["frames"][p:])[0].float().cpu().numpy())
+        true_latents = env.encode(truth["frames"][p:])[0]
+        gt_lat.append(true_latents.float().cpu().numpy())
         if arena:
             for k in ARENA_STATE_KEYS:
                 states[k].append(truth[k][p:])
+        if objects is not None:
+            object_states.append(objects.state(truth)[p:])
+            # What the autoencoder keeps of the true frames: the ceiling of any generation.
+            recon.append(env.decode(true_latents))
+            env.decoded = []
     seconds = time.perf_counter() - t0
     gt_a, gen_a, rnd_a = np.stack(gt), np.stack(gen), np.stack(rnd)
 
@@ -296,6 +331,10 @@ def evaluate(
             n_boot=cfg.n_boot,
             seed=cfg.seed,
         )
+    if objects is not None:
+        rows += _object_rows(
+            objects, gt_a, gen_a, np.stack(recon), ObjectState.stack(object_states), hs, cfg
+        )
     generated = 2 * len(clips) * horizon
     meta = {
         "ckpt": ckpt,
@@ -309,6 +348,7 @@ def evaluate(
         "seed": cfg.seed,
         "delta_t": cfg.delta_t,
         "arena_positions": arena,
+        "objects": list(objects.names) if objects is not None else [],
         "objective": world_model.objective.kind,
         "sampling": dataclasses.asdict(env.sampling),
         "rollout_seconds": round(seconds, 3),
@@ -316,6 +356,48 @@ def evaluate(
         "frames_per_second": round(generated / max(seconds, 1e-9), 2),
     }
     return EvalResult(rows, meta, gt_a, gen_a, rnd_a, np.stack(prompts), store)
+
+
+def _object_rows(
+    objects: SceneObjects,
+    gt: np.ndarray,
+    gen: np.ndarray,
+    recon: np.ndarray,
+    truth: ObjectState,
+    hs: tuple[int, ...],
+    cfg: EvalConfig,
+) -> list[MetricRow]:
+    """Named-object rows of the model (``<name>_*``) and of the autoencoder's reconstruction
+    of the true frames (``ae_psnr``, ``ae_<name>_window_psnr``)."""
+    rows = object_metrics(
+        gen, truth, objects, gt_frames=gt, horizons=hs, n_boot=cfg.n_boot, seed=cfg.seed
+    )
+    rows += window_psnr_rows(
+        gt,
+        recon,
+        truth,
+        objects.names,
+        horizons=hs,
+        prefix="ae_",
+        whole_frame=True,
+        n_boot=cfg.n_boot,
+        seed=cfg.seed,
+    )
+    return rows
+
+
+def object_table_rows(
+    rows: list[MetricRow], reference: list[MetricRow], names: list[str]
+) -> list[MetricRow]:
+    """The objects table's rows: per object, the model's, copy-last-frame's and (window PSNR)
+    the autoencoder's, the latter relabelled from ``ae_*`` to variant ``AE_LABEL``."""
+    wanted = {f"{n}_{m}" for n in names for m in OBJECT_TABLE_METRICS} | {"psnr"}
+    out = [r for r in rows if r.metric in wanted and r.scale == 1]
+    out += [r for r in reference if r.metric in wanted and r.scale == 1]
+    for r in rows:
+        if r.metric.startswith("ae_") and r.metric[3:] in wanted:
+            out.append(dataclasses.replace(r, metric=r.metric[3:], variant=AE_LABEL))
+    return out
 
 
 def sampling_text(meta: dict[str, Any]) -> str:
@@ -412,11 +494,8 @@ def write_eval(
     )
     sections = [("Setup", setup), ("Controllability", control)]
     if result.store is not None:
-        reference = [
-            r
-            for r in reference_rows(result.store, meta, n_boot=200)
-            if (r.metric, r.scale) in REFERENCE_TABLE
-        ]
+        all_reference = reference_rows(result.store, meta, n_boot=200)
+        reference = [r for r in all_reference if (r.metric, r.scale) in REFERENCE_TABLE]
         text = (
             "The same clips predicted by repeating the last prompt frame (no model): a world "
             "model that does not beat this has learned no motion.\n\n"
@@ -424,6 +503,10 @@ def write_eval(
         sections.append(
             ("Reference: copy the last prompt frame", text + summary_table(summarize(reference)))
         )
+        names = list(meta.get("objects") or [])
+        if names:
+            table = object_table_rows(result.rows, all_reference, names)
+            sections.append(("Objects", OBJECTS_TEXT + summary_table(summarize(table))))
     write_report(
         out,
         result.rows,
@@ -434,6 +517,19 @@ def write_eval(
         curves=curves,
     )
     return out / DONE_FILE
+
+
+OBJECTS_TEXT = (
+    "Ground-truth positions from the emulator's RAM (farsight/envs/atari_ram.py). An object "
+    "is looked for by its colour within 1/8 of the frame of its true position and found when "
+    "a blob of at least half its true area is there (farsight/eval/positions.py); "
+    "`measured` is the share of visible sightings the same readback recovers from the true "
+    "frame (within 1/64 of the frame), the only ones scored. `hit_rate`: found within 1/32 "
+    "of the frame; `error` in px over found ones; `window_psnr`: PSNR in a square of 1/8 of "
+    "the frame centred on the object. `(autoencoder)` is the autoencoder's reconstruction of "
+    "the true frames: a window PSNR far below its whole-frame `psnr` means the autoencoder "
+    "loses the object, and no dynamics model on it can show it.\n\n"
+)
 
 
 def _clip_list(clips: list[dict]) -> str:
