@@ -320,3 +320,25 @@ def test_spatial_rope_scores_depend_on_relative_offset_only():
     assert abs(score((0, 0), (2, -1)) - base) < 1e-5
     assert abs(score((1, 2), (3, 2)) - base) > 1e-3
     assert abs(score((1, 2), (2, 1)) - base) > 1e-3
+
+
+@pytest.mark.parametrize("patch,kernel", [(2, 1), (2, 3), (4, 3)])
+def test_neighbourhood_embed_is_a_strided_convolution(patch, kernel):
+    """The previous-frame embedding equals a convolution of kernel k * p and stride p (zero
+    padding), in fp32 and within bf16 rounding under autocast."""
+    from farsight.models.layers import NeighbourhoodEmbed
+
+    torch.manual_seed(0)
+    embed = NeighbourhoodEmbed(4, patch, kernel, 16)
+    conv = torch.nn.Conv2d(4, 16, kernel * patch, stride=patch, padding=(kernel - 1) // 2 * patch)
+    with torch.no_grad():
+        w = embed.linear.weight.reshape(16, 4, kernel * patch, kernel * patch)
+        conv.weight.copy_(w)
+        conv.bias.copy_(embed.linear.bias)
+    x = torch.randn(2, 3, 4, 8, 8)
+    out = embed(x)
+    ref = conv(x.flatten(0, 1)).flatten(2).transpose(1, 2).reshape(out.shape)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = embed(x).float()
+    assert float((low - out).norm() / out.norm()) < 0.02

@@ -37,7 +37,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from einops import rearrange
 from torch import Tensor, nn
 
 from farsight.dynamics_config import DynamicsConfig
@@ -45,6 +44,7 @@ from farsight.models.heads import MultiFrameHeads
 from farsight.models.layers import (
     FinalLayer,
     FrameKVRing,
+    NeighbourhoodEmbed,
     NoiseLevelEmbed,
     PatchEmbed,
     SpaceTimeBlock,
@@ -114,10 +114,9 @@ class DynamicsModel(nn.Module):
         self.grid = cfg.token_grid
         self.branch_index = cfg.branch_index()
         self.input_embed = PatchEmbed(c, p, d)
-        self.prev_embed = None
-        if cfg.prev_frame_input:
-            k = cfg.prev_frame_kernel
-            self.prev_embed = nn.Conv2d(c, d, k * p, stride=p, padding=(k - 1) // 2 * p)
+        self.prev_embed = (
+            NeighbourhoodEmbed(c, p, cfg.prev_frame_kernel, d) if cfg.prev_frame_input else None
+        )
         self.register_buffer("pos_embed", sincos_2d(self.grid, d), persistent=False)
         self.noise_embed = NoiseLevelEmbed(d)
         self.action_embed = nn.Embedding(cfg.num_actions + 1, d)  # last row: clip start
@@ -153,9 +152,7 @@ class DynamicsModel(nn.Module):
         if self.prev_embed is not None:
             first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
             before = torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
-            b = before.shape[0]
-            grid = self.prev_embed(rearrange(before, "b t c h w -> (b t) c h w"))
-            tokens = tokens + rearrange(grid, "(b t) d h w -> b t (h w) d", b=b)
+            tokens = tokens + self.prev_embed(before)
         return tokens + self.pos_embed.to(tokens.dtype)
 
     def condition(self, tau: Tensor, actions_in: Tensor, ctx_tau: Tensor | None) -> Tensor:

@@ -345,6 +345,25 @@ class PatchEmbed(nn.Module):
         )
 
 
+class NeighbourhoodEmbed(nn.Module):
+    """Latents (B, T, C, H, W) -> tokens (B, T, N, D), each token embedding the k x k patches
+    centred on its own (zero-padded at the border): a strided convolution of kernel k * p,
+    written as unfold + linear because oneDNN's bf16 convolution returns wrong values for
+    some such shapes on AMX CPUs (kernel 12, stride 4: relative error ~1), and a matmul is
+    what the rest of the trunk runs anyway."""
+
+    def __init__(self, channels: int, patch: int, kernel: int, dim: int):
+        super().__init__()
+        self.patch, self.kernel = patch, kernel
+        self.linear = nn.Linear(channels * (kernel * patch) ** 2, dim)
+
+    def forward(self, latents: Tensor) -> Tensor:
+        b, p, k = latents.shape[0], self.patch, self.kernel
+        flat = rearrange(latents, "b t c h w -> (b t) c h w")
+        cols = F.unfold(flat, kernel_size=k * p, stride=p, padding=(k - 1) // 2 * p)
+        return self.linear(rearrange(cols, "(b t) f n -> b t n f", b=b))
+
+
 def unpatchify(tokens: Tensor, grid: tuple[int, int], patch: tuple[int, int]) -> Tensor:
     """tokens (B, T, N, ph * pw * C) -> latents (B, T, C, gh * ph, gw * pw)."""
     return rearrange(
