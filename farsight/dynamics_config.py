@@ -21,7 +21,7 @@ from farsight.config import ConfigError, RecipeBook
 ACTION_MODES = ("sum", "frame")
 AUX_STOPGRAD = ("main", "far", "none")
 AUX_TRUST = ("linear", "uniform")
-OBJECTIVE_KINDS = ("diffusion_forcing", "next_frame", "full_sequence", "maskgit")
+OBJECTIVE_KINDS = ("diffusion_forcing", "next_frame", "teacher_forcing", "full_sequence", "maskgit")
 PREDICTIONS = ("v", "x0")
 SCHEDULES = ("linear", "cosine")
 WEIGHTINGS = ("clamped_snr", "min_snr", "uniform")
@@ -218,7 +218,9 @@ class ObjectiveConfig:
 
     kind: str = "diffusion_forcing"
     """diffusion_forcing (tau per frame), next_frame (clean-ish context, last frame noisy),
-    full_sequence (one tau per clip), maskgit (FSQ tokens, a mask rate per frame)."""
+    teacher_forcing (every frame noisy, each with the clean-ish clip as its past; two streams
+    in one pass), full_sequence (one tau per clip), maskgit (FSQ tokens, a mask rate per
+    frame)."""
     fsq_levels: tuple[int, ...] = ()
     """maskgit: the FSQ levels of the tokens (the training command sets them from the cache)."""
     prediction: str = "v"
@@ -239,8 +241,8 @@ class ObjectiveConfig:
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
     context_tau: float = 0.02
-    """next_frame: the noise level the clean-ish context is actually noised to and labelled
-    with (DFoT used 0.02)."""
+    """next_frame, teacher_forcing: the noise level the clean-ish context is actually noised
+    to and labelled with (DFoT used 0.02)."""
     ctx_noise_max: float = 0.0
     """Context noise augmentation (DIAMOND, GameNGen): per clip tau_ctx ~ U[0, max]; 0 = off.
     next_frame: the context is noised to tau_ctx; diffusion_forcing: every frame is noised

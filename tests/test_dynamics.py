@@ -336,9 +336,55 @@ def test_neighbourhood_embed_is_a_strided_convolution(patch, kernel):
         conv.weight.copy_(w)
         conv.bias.copy_(embed.linear.bias)
     x = torch.randn(2, 3, 4, 8, 8)
+    embed.requires_grad_(False)
     out = embed(x)
     ref = conv(x.flatten(0, 1)).flatten(2).transpose(1, 2).reshape(out.shape)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = embed(x).float()
     assert float((low - out).norm() / out.norm()) < 0.02
+
+
+@pytest.mark.parametrize("inputs", INPUT_VARIANTS, ids=INPUT_IDS)
+def test_teacher_forced_pass_equals_rolling_out_each_frame(inputs):
+    """Noisy frame t of the two-stream pass gets the output it would get in a rollout: the
+    context frames 0..t-1 committed, then frame t alone (window 3 < clip: the window holds)."""
+    model = make_model(window=3, **inputs)
+    x, tau, actions, _ = make_inputs(model)
+    g = torch.Generator().manual_seed(5)
+    context = torch.randn(x.shape, generator=g)
+    context_tau = torch.full(tau.shape, 0.05)
+    ain = actions_into_frames(actions[:, :T], model.start_action)
+    with torch.no_grad():
+        both = model.trunk_teacher_forced(x, tau, context, context_tau, ain).main
+        for t in range(T):
+            one = model.trunk(
+                torch.cat([context[:, :t], x[:, t : t + 1]], 1),
+                torch.cat([context_tau[:, :t], tau[:, t : t + 1]], 1),
+                ain[:, : t + 1],
+            ).main[:, -1]
+            torch.testing.assert_close(both[:, t], one, atol=5e-5, rtol=1e-4)
+
+
+def test_teacher_forced_frame_sees_only_the_past_context_and_itself():
+    model = make_model(prev_frame_input=True, action_input=True)
+    x, tau, actions, _ = make_inputs(model)
+    context = torch.randn_like(x)
+    context_tau = torch.zeros_like(tau)
+    with torch.no_grad():
+        base = model(x, tau, actions, context=context, context_tau=context_tau, heads=False)
+        cut = 3
+        c2 = context.clone()
+        c2[:, cut:] += 1.0  # context frames >= cut: visible to noisy frames > cut only
+        changed = _changed(
+            model(x, tau, actions, context=c2, context_tau=context_tau, heads=False).main,
+            base.main,
+        )
+        assert changed.tolist() == [False] * (cut + 1) + [True] * (T - cut - 1)
+        x2 = x.clone()
+        x2[:, cut] += 1.0  # noisy frame cut: seen by itself only
+        changed = _changed(
+            model(x2, tau, actions, context=context, context_tau=context_tau, heads=False).main,
+            base.main,
+        )
+        assert changed.tolist() == [t == cut for t in range(T)]

@@ -139,7 +139,7 @@ def test_context_noise_augmentation():
 
 def test_bad_objective_configs_raise():
     with pytest.raises(ConfigError, match="objective.kind"):
-        make_objective(ObjectiveConfig(kind="teacher_forcing"))
+        make_objective(ObjectiveConfig(kind="score_matching"))
     with pytest.raises(ConfigError, match="full_sequence"):
         make_objective(ObjectiveConfig(kind="full_sequence", ctx_noise_max=0.1))
     with pytest.raises(ConfigError, match="prediction"):

@@ -50,6 +50,7 @@ from farsight.models.layers import (
     SpaceTimeBlock,
     init_weights,
     sincos_2d,
+    two_stream_mask,
     unpatchify,
 )
 
@@ -144,14 +145,18 @@ class DynamicsModel(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.depth, self.cfg.window)
 
-    def embed(self, latents: Tensor, prev: Tensor | None = None) -> Tensor:
-        """(B, T, C, H, W) -> tokens (B, T, N, D) with spatial positions. ``prev`` (B, C, H, W):
-        the input frame before ``latents[:, 0]`` (None: zeros), read with ``prev_frame_input``.
-        """
+    def embed(
+        self, latents: Tensor, prev: Tensor | None = None, before: Tensor | None = None
+    ) -> Tensor:
+        """(B, T, C, H, W) -> tokens (B, T, N, D) with spatial positions. With
+        ``prev_frame_input`` each frame also embeds the frame before it: ``before``
+        (B, T, C, H, W) when given, else the call's own previous frame, ``prev`` (B, C, H, W)
+        (None: zeros) standing before ``latents[:, 0]``."""
         tokens = self.input_embed(latents)
         if self.prev_embed is not None:
-            first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
-            before = torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
+            if before is None:
+                first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
+                before = torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
             tokens = tokens + self.prev_embed(before)
         return tokens + self.pos_embed.to(tokens.dtype)
 
@@ -200,6 +205,45 @@ class DynamicsModel(nn.Module):
         main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
         return TrunkOutput(main=main, cond=cond, branch=branch)
 
+    def trunk_teacher_forced(
+        self,
+        x: Tensor,
+        tau: Tensor,
+        context: Tensor,
+        context_tau: Tensor,
+        actions_in: Tensor,
+        *,
+        ctx_tau: Tensor | None = None,
+        keep_branch: bool = False,
+    ) -> TrunkOutput:
+        """Every frame of a clip denoised with a clean(-ish) past, in one pass.
+
+        x (B, T, C, H, W) noisy frames at tau (B, T); context (B, T, C, H, W) the same frames
+        as a rollout would have committed them, at context_tau (B, T). The trunk runs both
+        streams side by side (``two_stream_mask``): noisy frame t sees context frames < t and
+        itself, so its output equals ``trunk`` on context frames 0..t-1 followed by x_t (a
+        test checks this). Head 1 and the branch are those of the noisy stream.
+        """
+        t = x.shape[1]
+        cond_ctx = self.condition(context_tau, actions_in, ctx_tau)
+        cond = self.condition(tau, actions_in, ctx_tau)
+        before = torch.cat([torch.zeros_like(context[:, :1]), context[:, :-1]], dim=1)
+        h = torch.cat([self.embed(context), self.embed(x, before=before)], dim=1)
+        if self.action_tokens is not None:
+            h = h + self.action_tokens(actions_in.repeat(1, 2)).unsqueeze(2).to(h.dtype)
+        both = torch.cat([cond_ctx, cond], dim=1)
+        steps = torch.arange(t, device=x.device)
+        frames = torch.cat([steps, steps])
+        mask = two_stream_mask(t, self.cfg.window, x.device)
+        branch = None
+        for i, block in enumerate(self.blocks):
+            h = block(h, both, frames, mask=mask)
+            if keep_branch and i + 1 == self.branch_index:
+                branch = h[:, t:]
+        h = h[:, t:]
+        main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
+        return TrunkOutput(main=main, cond=cond, branch=branch)
+
     def forward(
         self,
         x: Tensor,
@@ -209,6 +253,8 @@ class DynamicsModel(nn.Module):
         clean: Tensor | None = None,
         ctx_tau: Tensor | None = None,
         heads: bool = True,
+        context: Tensor | None = None,
+        context_tau: Tensor | None = None,
     ) -> DynamicsOutput:
         """Training forward over whole clips.
 
@@ -216,11 +262,20 @@ class DynamicsModel(nn.Module):
         after frame t (the far heads read a_t .. a_{t+k-2}, so Ta reaches past the input
         frames when the clip carries extra target frames); clean (B, Tf, C, H, W) the clean
         latents, needed by ``frame`` action mode only; ctx_tau (B, T) context noise level.
+        With ``context`` (B, T, C, H, W) at ``context_tau`` (B, T), each noisy frame's past is
+        the context stream instead (teacher forcing, ``trunk_teacher_forced``).
         """
         t = x.shape[1]
         actions_in = actions_into_frames(actions[:, :t], self.start_action)
         use_heads = heads and self.heads is not None
-        out = self.trunk(x, tau, actions_in, ctx_tau=ctx_tau, keep_branch=use_heads)
+        if context is not None:
+            if context_tau is None:
+                raise ValueError("context=... needs context_tau=... (its noise levels)")
+            out = self.trunk_teacher_forced(
+                x, tau, context, context_tau, actions_in, ctx_tau=ctx_tau, keep_branch=use_heads
+            )
+        else:
+            out = self.trunk(x, tau, actions_in, ctx_tau=ctx_tau, keep_branch=use_heads)
         far = {}
         if use_heads:
             frame_tokens = None

@@ -133,6 +133,25 @@ def temporal_mask(query_frames: Tensor, key_frames: Tensor, window: int) -> Tens
     return (k >= 0) & (k <= q) & (k > q - window)
 
 
+def two_stream_mask(frames: int, window: int, device=None) -> Tensor:
+    """Boolean (2T, 2T) temporal mask of a teacher-forced clip laid out as T context frames
+    followed by the same T frames noisy.
+
+    Context frame t sees context frames t-W+1 .. t (the ordinary causal window); noisy frame t
+    sees context frames t-W+1 .. t-1 and itself: exactly what a rollout's new frame sees
+    through the KV cache (W - 1 committed frames, then itself). So every frame of the clip is
+    a denoising target with a clean past, in one forward pass.
+    """
+    t = torch.arange(frames, device=device)
+    causal = temporal_mask(t, t, window)  # (T, T): s <= t, within the window
+    strict = causal & (t.unsqueeze(1) != t.unsqueeze(0))
+    eye = torch.eye(frames, dtype=torch.bool, device=device)
+    none = torch.zeros_like(eye)
+    top = torch.cat([causal, none], dim=1)
+    bottom = torch.cat([strict, eye], dim=1)
+    return torch.cat([top, bottom], dim=0)
+
+
 class FrameKVRing:
     """Keys and values of the last ``capacity`` frames one temporal attention layer has seen.
 
@@ -245,8 +264,15 @@ class TemporalAttention(Attention):
         self.window = window
 
     def forward(
-        self, x: Tensor, frames: Tensor, ring: FrameKVRing | None = None, commit: bool = False
+        self,
+        x: Tensor,
+        frames: Tensor,
+        ring: FrameKVRing | None = None,
+        commit: bool = False,
+        mask: Tensor | None = None,
     ) -> Tensor:
+        """``mask`` (T, T) bool replaces the causal window mask (no ring then): the
+        teacher-forced two-stream layout of ``two_stream_mask``."""
         b = x.shape[0]
         q, k, v = self.heads(rearrange(x, "b t n d -> (b n) t d"))  # (B*N, h, T, Dh)
         q, k = rope_time(q, frames), rope_time(k, frames)
@@ -256,7 +282,10 @@ class TemporalAttention(Attention):
             keys = torch.cat([past[0].to(k.dtype), k], dim=2)
             values = torch.cat([past[1].to(v.dtype), v], dim=2)
             key_frames = torch.cat([past[2], frames])
-        mask = temporal_mask(frames, key_frames, self.window)
+        if mask is None:
+            mask = temporal_mask(frames, key_frames, self.window)
+        elif ring is not None:
+            raise ValueError("an explicit temporal mask cannot be combined with a KV cache")
         out = self.merge(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask))
         if ring is not None and commit:
             ring.write(k, v, frames)
@@ -296,6 +325,7 @@ class SpaceTimeBlock(nn.Module):
         frames: Tensor,
         ring: FrameKVRing | None = None,
         commit: bool = False,
+        mask: Tensor | None = None,
     ) -> Tensor:
         (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t, shift_m, scale_m, gate_m) = (
             self.modulation(cond)
@@ -304,7 +334,7 @@ class SpaceTimeBlock(nn.Module):
         x = gated(
             x,
             gate_t,
-            self.time(modulate(self.norm_time(x), shift_t, scale_t), frames, ring, commit),
+            self.time(modulate(self.norm_time(x), shift_t, scale_t), frames, ring, commit, mask),
         )
         return gated(x, gate_m, self.mlp(modulate(self.norm_mlp(x), shift_m, scale_m)))
 

@@ -13,9 +13,11 @@ from farsight.objectives.full_sequence import FullSequenceDiffusion
 from farsight.objectives.maskgit import MaskGIT
 from farsight.objectives.multiframe import DenoisingObjective
 from farsight.objectives.next_frame import NextFrameDiffusion
+from farsight.objectives.teacher_forcing import TeacherForcedDiffusion
 
 DYNAMICS_OBJECTIVES: dict[str, type[DenoisingObjective]] = {
-    cls.kind: cls for cls in (DiffusionForcing, NextFrameDiffusion, FullSequenceDiffusion)
+    cls.kind: cls
+    for cls in (DiffusionForcing, NextFrameDiffusion, TeacherForcedDiffusion, FullSequenceDiffusion)
 }
 # Objectives over FSQ tokens (the Genie path): same backbone, other input and output channels.
 TOKEN_OBJECTIVES: dict[str, type[MaskGIT]] = {MaskGIT.kind: MaskGIT}

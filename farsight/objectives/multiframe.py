@@ -146,6 +146,10 @@ class NoiseLevels:
     """(B, T) bool: positions where head 1's denoising loss is taken."""
     ctx_tau: Tensor | None = None
     """(B, T) context noise level (context noise augmentation), or None."""
+    context: Tensor | None = None
+    """(B, T) noise levels of a separate context stream (teacher forcing: the clean clip
+    noised to these levels is every noisy frame's past), or None: the past is the noisy
+    input itself."""
 
 
 @dataclass
@@ -231,7 +235,14 @@ class DenoisingObjective:
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x = diffusion.add_noise(x0, eps, tau, c.schedule)
 
-        out = model(x, tau, actions, clean=clean, ctx_tau=levels.ctx_tau)
+        stream = {}
+        if levels.context is not None:
+            eps_ctx = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+            stream = {
+                "context": diffusion.add_noise(x0, eps_ctx, levels.context, c.schedule),
+                "context_tau": levels.context,
+            }
+        out = model(x, tau, actions, clean=clean, ctx_tau=levels.ctx_tau, **stream)
 
         target = diffusion.prediction_target(x0, eps, tau, c.prediction, c.schedule)
         weight = diffusion.loss_weight(
