@@ -151,6 +151,10 @@ class DynamicsConfig:
     prev_frame_kernel: int = 1
     """Tokens' worth of the previous frame each token embeds, per side (odd): 1 its own patch,
     3 its patch and the 8 around it (room for a move of up to a token per frame)."""
+    prev_frame_per_action: bool = False
+    """The previous-frame embedding adds one matrix per action (the action leading into the
+    frame), zero-initialised: "the last frame as this action moves it" is then a linear
+    feature of the input, which is most of what a camera move is."""
     action_input: bool = False
     """Also add an embedding of the action leading into a frame to every token of that frame
     at the input (besides the adaLN conditioning)."""

@@ -84,8 +84,9 @@ INPUT_VARIANTS = [
     {},
     {"prev_frame_input": True, "spatial_rope": True},
     {"prev_frame_input": True, "prev_frame_kernel": 3, "action_input": True},
+    {"prev_frame_input": True, "prev_frame_per_action": True, "action_input": True},
 ]
-INPUT_IDS = ["plain", "prev+rope", "prev3+action"]
+INPUT_IDS = ["plain", "prev+rope", "prev3+action", "prev-per-action"]
 
 
 @pytest.mark.parametrize("action_mode", ["sum", "frame"])

@@ -252,7 +252,11 @@ def test_cached_rollout_equals_uncached_with_the_previous_frame_on_the_input(con
     """A model stacking the previous frame on its input is handed the right one on every
     path: committed, cached denoising steps and full-history recomputation."""
     model = tiny_dynamics(
-        prev_frame_input=True, prev_frame_kernel=3, spatial_rope=True, action_input=True
+        prev_frame_input=True,
+        prev_frame_kernel=3,
+        prev_frame_per_action=True,
+        spatial_rope=True,
+        action_input=True,
     )
     cfg = SamplingConfig(steps=3, scheduling=scheduling, chunk=3, context=context)
     if context == "dynamic":

@@ -115,9 +115,10 @@ class DynamicsModel(nn.Module):
         self.grid = cfg.token_grid
         self.branch_index = cfg.branch_index()
         self.input_embed = PatchEmbed(c, p, d)
-        self.prev_embed = (
-            NeighbourhoodEmbed(c, p, cfg.prev_frame_kernel, d) if cfg.prev_frame_input else None
-        )
+        self.prev_embed = None
+        if cfg.prev_frame_input:
+            maps = cfg.num_actions + 1 if cfg.prev_frame_per_action else 1
+            self.prev_embed = NeighbourhoodEmbed(c, p, cfg.prev_frame_kernel, d, maps)
         self.register_buffer("pos_embed", sincos_2d(self.grid, d), persistent=False)
         self.noise_embed = NoiseLevelEmbed(d)
         self.action_embed = nn.Embedding(cfg.num_actions + 1, d)  # last row: clip start
@@ -146,18 +147,23 @@ class DynamicsModel(nn.Module):
         return KVCache(self.cfg.depth, self.cfg.window)
 
     def embed(
-        self, latents: Tensor, prev: Tensor | None = None, before: Tensor | None = None
+        self,
+        latents: Tensor,
+        prev: Tensor | None = None,
+        before: Tensor | None = None,
+        actions_in: Tensor | None = None,
     ) -> Tensor:
         """(B, T, C, H, W) -> tokens (B, T, N, D) with spatial positions. With
         ``prev_frame_input`` each frame also embeds the frame before it: ``before``
         (B, T, C, H, W) when given, else the call's own previous frame, ``prev`` (B, C, H, W)
-        (None: zeros) standing before ``latents[:, 0]``."""
+        (None: zeros) standing before ``latents[:, 0]``; with ``prev_frame_per_action`` through
+        the matrix of the action leading into the frame, ``actions_in`` (B, T)."""
         tokens = self.input_embed(latents)
         if self.prev_embed is not None:
             if before is None:
                 first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
                 before = torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
-            tokens = tokens + self.prev_embed(before)
+            tokens = tokens + self.prev_embed(before, actions_in)
         return tokens + self.pos_embed.to(tokens.dtype)
 
     def condition(self, tau: Tensor, actions_in: Tensor, ctx_tau: Tensor | None) -> Tensor:
@@ -193,7 +199,7 @@ class DynamicsModel(nn.Module):
         """
         cond = self.condition(tau, actions_in, ctx_tau)
         frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
-        h = self.embed(x, prev)
+        h = self.embed(x, prev, actions_in=actions_in)
         if self.action_tokens is not None:
             h = h + self.action_tokens(actions_in).unsqueeze(2).to(h.dtype)
         branch = None
@@ -228,7 +234,13 @@ class DynamicsModel(nn.Module):
         cond_ctx = self.condition(context_tau, actions_in, ctx_tau)
         cond = self.condition(tau, actions_in, ctx_tau)
         before = torch.cat([torch.zeros_like(context[:, :1]), context[:, :-1]], dim=1)
-        h = torch.cat([self.embed(context), self.embed(x, before=before)], dim=1)
+        h = torch.cat(
+            [
+                self.embed(context, actions_in=actions_in),
+                self.embed(x, before=before, actions_in=actions_in),
+            ],
+            dim=1,
+        )
         if self.action_tokens is not None:
             h = h + self.action_tokens(actions_in.repeat(1, 2)).unsqueeze(2).to(h.dtype)
         both = torch.cat([cond_ctx, cond], dim=1)
@@ -283,7 +295,9 @@ class DynamicsModel(nn.Module):
                 if clean is None:
                     raise ValueError("action_mode 'frame' needs clean=... (the clean latents)")
                 # Head k at position t reads frame t + k - 2 <= T + K_max - 3.
-                frame_tokens = self.embed(clean[:, : t + self.cfg.heads.max_offset - 2])
+                n = t + self.cfg.heads.max_offset - 2
+                frame_actions = actions_into_frames(actions[:, :n], self.start_action)
+                frame_tokens = self.embed(clean[:, :n], actions_in=frame_actions)
             far = self.heads(out.branch, out.cond, actions, frame_tokens)
         return DynamicsOutput(main=out.main, far=far)
 

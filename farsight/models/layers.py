@@ -382,16 +382,29 @@ class NeighbourhoodEmbed(nn.Module):
     some such shapes on AMX CPUs (kernel 12, stride 4: relative error ~1), and a matmul is
     what the rest of the trunk runs anyway."""
 
-    def __init__(self, channels: int, patch: int, kernel: int, dim: int):
+    def __init__(self, channels: int, patch: int, kernel: int, dim: int, maps: int = 1):
         super().__init__()
         self.patch, self.kernel = patch, kernel
         self.linear = nn.Linear(channels * (kernel * patch) ** 2, dim)
+        # ``maps`` > 1: one extra weight matrix per index (an action), added to the shared one.
+        self.per_index = (
+            nn.Parameter(torch.zeros(maps, self.linear.in_features, dim)) if maps > 1 else None
+        )
 
-    def forward(self, latents: Tensor) -> Tensor:
+    def forward(self, latents: Tensor, index: Tensor | None = None) -> Tensor:
+        """latents (B, T, C, H, W); index (B, T) picks each frame's own matrix (maps > 1)."""
         b, p, k = latents.shape[0], self.patch, self.kernel
         flat = rearrange(latents, "b t c h w -> (b t) c h w")
         cols = F.unfold(flat, kernel_size=k * p, stride=p, padding=(k - 1) // 2 * p)
-        return self.linear(rearrange(cols, "(b t) f n -> b t n f", b=b))
+        cols = rearrange(cols, "(b t) f n -> b t n f", b=b)
+        out = self.linear(cols)
+        if self.per_index is not None:
+            if index is None:
+                raise ValueError("a per-index embedding needs index=... (B, T)")
+            weight = self.per_index[index.flatten()].to(cols.dtype)  # (B*T, F, D)
+            own = torch.bmm(rearrange(cols, "b t n f -> (b t) n f"), weight)
+            out = out + rearrange(own, "(b t) n d -> b t n d", b=b)
+        return out
 
 
 def unpatchify(tokens: Tensor, grid: tuple[int, int], patch: tuple[int, int]) -> Tensor:
