@@ -3,9 +3,11 @@
     write_curves("runs/quickstart/dynamics", "runs/quickstart/dynamics/curves.png")
 
 Panels: training losses (each logged term, e.g. per head), validation losses (``val/loss_*``,
-on fixed clips and noise: what to compare across steps), and where logged the cosine between
-each far head's gradient and the main head's on the shared trunk. Needs the ``train`` extra
-(tensorboard, matplotlib).
+on fixed clips and noise: what to compare across steps), where logged the action probe
+(``val/probe_*_gain_db``: does the model use its actions, does it beat copying the last
+frame), and the cosine between each far head's gradient and the main head's on the shared
+trunk. ``write_probe_comparison`` puts several runs' action probes side by side, against
+step and against wall-clock. Needs the ``train`` extra (tensorboard, matplotlib).
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from farsight.io import atomic_write
 def read_scalars(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:
     """Every scalar of ``RUN/tb``: tag -> (steps, values), one value per step (the last one
     logged, since a resumed run logs again from its checkpoint)."""
+    return {tag: (steps, values) for tag, (steps, values, _) in read_timed_scalars(run_dir).items()}
+
+
+def read_timed_scalars(
+    run_dir: str | Path,
+) -> dict[str, tuple[list[int], list[float], list[float]]]:
+    """As ``read_scalars``, with each value's wall-clock seconds since the run's first event."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tb = Path(run_dir) / "tb"
@@ -26,11 +35,13 @@ def read_scalars(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]
         raise UsageError(f"run {run_dir} has no TensorBoard folder {tb}")
     events = EventAccumulator(str(tb), size_guidance={"scalars": 0})
     events.Reload()
+    by_tag = {tag: events.Scalars(tag) for tag in events.Tags().get("scalars", [])}
+    start = min((e.wall_time for es in by_tag.values() for e in es), default=0.0)
     out = {}
-    for tag in events.Tags().get("scalars", []):
-        by_step = {e.step: e.value for e in events.Scalars(tag)}
+    for tag, scalars in by_tag.items():
+        by_step = {e.step: (e.value, e.wall_time - start) for e in scalars}
         steps = sorted(by_step)
-        out[tag] = (steps, [by_step[s] for s in steps])
+        out[tag] = (steps, [by_step[s][0] for s in steps], [by_step[s][1] for s in steps])
     return out
 
 
@@ -48,9 +59,12 @@ def write_curves(run_dir: str | Path, path: str | Path, title: str = "") -> Path
         train = {t: v for t, v in train.items() if t != "train/loss"}
     val = {t: v for t, v in scalars.items() if _is_loss(t, "val/")}
     cosines = {t: v for t, v in scalars.items() if t.startswith("train/grad_cos/main~")}
+    probe = {t: v for t, v in scalars.items() if t in PROBE_TAGS}
     if not train:
         raise UsageError(f"run {run_dir} logged no training loss yet")
     panels = [(train, "training losses", "loss"), (val, "validation losses", "loss")]
+    if probe:
+        panels.append((probe, "action probe (val, one step from noise)", "dB"))
     if cosines:
         panels.append((cosines, "gradient cosine with the main head (shared trunk)", "cosine"))
     fig = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
@@ -65,6 +79,38 @@ def write_curves(run_dir: str | Path, path: str | Path, title: str = "") -> Path
         ax.grid(alpha=0.3)
         if curves:
             ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    return path
+
+
+PROBE_TAGS = ("val/probe_action_gain_db", "val/probe_copy_gain_db")
+
+
+def write_probe_comparison(runs: dict[str, str | Path], path: str | Path, title: str = "") -> Path:
+    """The action probe of several runs (label -> run folder): action gain and gain over
+    copy-last-frame, each against step and against wall-clock minutes."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2)
+    for label, run in runs.items():
+        scalars = read_timed_scalars(run)
+        for row, tag in enumerate(PROBE_TAGS):
+            if tag not in scalars:
+                raise UsageError(f"run {run} logged no {tag}")
+            steps, values, seconds = scalars[tag]
+            axes[row, 0].plot(steps, values, marker="o", ms=3, label=label)
+            axes[row, 1].plot([s / 60 for s in seconds], values, marker="o", ms=3, label=label)
+    for row, name in enumerate(("action gain: random vs true action", "gain over copy-last")):
+        for col, xlabel in enumerate(("step", "wall-clock minutes")):
+            ax = axes[row, col]
+            ax.set(xlabel=xlabel, ylabel="dB", title=name)
+            ax.axhline(0.0, color="grey", lw=0.8)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
     path = Path(path)
