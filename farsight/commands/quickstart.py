@@ -21,7 +21,12 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="runs/quickstart", help="folder for everything it makes")
-    p.add_argument("--frames", type=int, default=20_000, help="frames to record")
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=40_000,
+        help="frames to record (40,000: about 78 episodes, 4 of them in the test split)",
+    )
     p.add_argument("--ae-minutes", type=float, default=4.0, help="autoencoder training budget")
     p.add_argument("--dyn-minutes", type=float, default=15.0, help="dynamics training budget")
     p.add_argument("--seed", type=int, default=0)
