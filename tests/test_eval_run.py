@@ -93,6 +93,15 @@ def test_eval_writes_metrics_plots_strip_and_markdown(arena, world_model, tmp_pa
         assert next(csv.reader(f))[:3] == ["metric", "horizon", "value"]
     meta = json.loads((tmp_path / "eval" / "metrics.json").read_text())["meta"]
     assert meta["prompt_frames"] == 4 and meta["horizon"] == 8
+    # The copy-last-frame reference is machine-readable too, and is the copy: at every
+    # horizon its PSNR is that of the last prompt frame against the truth.
+    reference = read_metrics(tmp_path / "eval" / "reference.json")
+    copy_psnr = {r.horizon: r.value for r in reference if r.metric == "psnr" and r.scale == 1}
+    assert set(copy_psnr) == {r.horizon for r in result.rows if r.metric == "psnr"}
+    last = result.prompts[:, -1:].astype(np.float64)
+    mse = ((result.gt.astype(np.float64) - last) ** 2).mean(axis=(0, 2, 3, 4))
+    for h, value in copy_psnr.items():
+        assert abs(value - 10 * np.log10(255.0**2 / mse[h - 1])) < 1e-6
     for name in ("strip.png", "curve_psnr_s1.png", "curve_delta_psnr_s1.png", "rollout.npz"):
         assert (tmp_path / "eval" / name).stat().st_size > 1000
     with np.load(tmp_path / "eval" / "rollout.npz") as z:

@@ -59,7 +59,7 @@ from farsight.eval.positions import (
     scene_objects,
     window_psnr_rows,
 )
-from farsight.io import atomic_write
+from farsight.io import atomic_write, atomic_write_json
 from farsight.sampling.config import SamplingConfig, model_sampling
 
 ARENA_STATE_KEYS = ("state.player", "state.camera", "state.objects")
@@ -68,6 +68,8 @@ DONE_FILE = "README.md"
 ROLLOUT_FILE = "rollout.npz"
 COPY_LABEL = "(copy last frame)"
 """Variant label of the reference predictor that repeats the last prompt frame."""
+REFERENCE_FILE = "reference.json"
+"""Every metric of the copy-last-frame reference on the same clips, as metrics.json's rows."""
 AE_LABEL = "(autoencoder)"
 """Variant label of the autoencoder's reconstruction of the true frames (objects table)."""
 REFERENCE_TABLE = {("psnr", 1), ("psnr", 8), ("ssim", 1), ("player_error", 1), ("object_error", 1)}
@@ -495,6 +497,10 @@ def write_eval(
     sections = [("Setup", setup), ("Controllability", control)]
     if result.store is not None:
         all_reference = reference_rows(result.store, meta, n_boot=200)
+        # Machine-readable beside metrics.json: every figure has its trivial reference.
+        atomic_write_json(
+            out / REFERENCE_FILE, {"rows": [dataclasses.asdict(r) for r in all_reference]}
+        )
         reference = [r for r in all_reference if (r.metric, r.scale) in REFERENCE_TABLE]
         text = (
             "The same clips predicted by repeating the last prompt frame (no model): a world "
