@@ -77,16 +77,17 @@ def resident_bytes() -> int:
 
 
 def quickstart_world_model(device: torch.device):
-    """A randomly initialised world model of the quickstart size (for timing only)."""
-    from farsight.dynamics_config import ObjectiveConfig, dynamics_quickstart
+    """A randomly initialised world model of the quickstart recipe's shape (timing only)."""
+    from farsight.dynamics_config import ObjectiveConfig
     from farsight.envs.arena import ACTION_MEANINGS
     from farsight.models.autoencoder import Autoencoder
     from farsight.models.dynamics import DynamicsModel
     from farsight.train.autoencoder import ae_arena
+    from farsight.train.dynamics import DYNAMICS_RECIPES
 
     torch.manual_seed(0)
     autoencoder = Autoencoder(ae_arena().model)
-    cfg = dynamics_quickstart()
+    cfg = DYNAMICS_RECIPES.get("dyn_quickstart").model
     cfg.latent_channels = autoencoder.cfg.channels
     cfg.num_actions = len(ACTION_MEANINGS)
     dynamics = DynamicsModel(cfg)
