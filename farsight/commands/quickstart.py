@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
     from farsight.train.curves import write_curves
 
-    curves = write_curves(dyn_run, out / "curves.png", "quickstart dynamics (diffusion forcing)")
+    kind = DYNAMICS_RECIPES.get("dyn_quickstart").objective.kind.replace("_", "-")
+    curves = write_curves(dyn_run, out / "curves.png", f"quickstart dynamics ({kind} diffusion)")
     video = out / "rollout.mp4"
     print(f"[5/5] writing an open-loop rollout of a held-out episode to {video}")
     from farsight.commands.rollout import write_rollout_video
