@@ -35,12 +35,7 @@ FOLLOWS_ACTIONS = {"prev_frame_input": True, "action_input": True, "action_embed
 OBJECTIVE = ObjectiveConfig(kind="teacher_forcing")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sprite_clips(batch: int, frames: int, generator: torch.Generator):
