@@ -1,9 +1,10 @@
 """Dynamics training step: tokens/s, achieved FLOP/s against the matmul peak, cost of heads.
 
 The FLOPs of a step (forward + backward) are counted by torch's FlopCounterMode; the peak is
-a large square matmul timed in the same run, with the same threads and dtype. The step is
-timed for the multi-frame heads (1, 2, 4, 8) with the resolution cascade and for next-frame
-only, on the same batch.
+a large square matmul timed in the same run, with the same threads and dtype. The step is that
+of a training recipe (``--recipe``: its model and objective; ``--size`` swaps in a size
+preset), timed for the multi-frame heads (1, 2, 4, 8) with the resolution cascade and for
+next-frame only, on the same batch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from farsight.bench import Row
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", default="dynamics_quickstart", help="dynamics size preset")
+    p.add_argument("--recipe", default="dyn_quickstart", help="dynamics training recipe")
+    p.add_argument("--size", default="", help="a dynamics size preset instead of the recipe's")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--clip-len", type=int, default=8, help="frames per clip (dyn_quickstart: 8)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per variant")
@@ -43,19 +45,18 @@ def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
-def time_steps(cfg, args, device, precision) -> tuple[list[float], int, int]:
+def time_steps(cfg, objective_cfg, args, device, precision) -> tuple[list[float], int, int]:
     """Seconds per training step, FLOPs per step, tokens per step."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from farsight.dynamics_config import ObjectiveConfig
     from farsight.models.dynamics import DynamicsModel
     from farsight.objectives import make_objective
     from farsight.train.precision import autocast
 
     torch.manual_seed(0)
     model = DynamicsModel(cfg).to(device)
-    objective = make_objective(ObjectiveConfig())
+    objective = make_objective(objective_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     frames = args.clip_len + cfg.heads.max_offset - 1
     h, w = cfg.latent_size
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> list:
     import torch
 
     from farsight.dynamics_config import DYNAMICS_SIZES, HEADS_PRESETS
+    from farsight.train.dynamics import DYNAMICS_RECIPES
     from farsight.train.precision import resolve_device, resolve_precision
 
     if args.threads:
@@ -102,12 +104,14 @@ def run(args: argparse.Namespace) -> list:
     rows = [Row(f"matmul peak ({precision})", peak / 1e9, "GFLOP/s", "2048^3, same run")]
     medians = {}
     for heads in ("heads_skip", "heads_next_frame"):
-        cfg = DYNAMICS_SIZES.get(args.size)
+        recipe = DYNAMICS_RECIPES.get(args.recipe)
+        cfg = DYNAMICS_SIZES.get(args.size) if args.size else recipe.model
         cfg.num_actions = 9
         cfg.heads = HEADS_PRESETS.get(heads)
-        times, flops, tokens = time_steps(cfg, args, device, precision)
+        times, flops, tokens = time_steps(cfg, recipe.objective, args, device, precision)
         medians[heads] = med = statistics.median(times)
-        what = f"{args.size}, batch {args.batch_size} x {args.clip_len} frames, {precision}"
+        model = args.size or f"{args.recipe} ({recipe.objective.kind})"
+        what = f"{model}, batch {args.batch_size} x {args.clip_len} frames, {precision}"
         rows += [
             Row(f"{heads}: step time", med, "s", what),
             Row(f"{heads}: tokens/s", tokens / med, "tokens/s", "input tokens, fwd+bwd+AdamW"),
