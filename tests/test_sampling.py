@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from types import SimpleNamespace
@@ -267,6 +268,25 @@ def test_cached_rollout_equals_uncached_with_the_previous_frame_on_the_input(con
     cached = rollout(model, cfg, kv_cache=True)
     uncached = rollout(model, cfg, kv_cache=False, full_history=True)
     torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("context", ["stable", "dynamic"])
+def test_window_recompute_hands_over_the_previous_frame(context):
+    """With a window of one frame the previous frame reaches a new frame only through the
+    input: recomputing the window (or a dynamic context) must hand it over as the cache does.
+    The dynamic context renoises the previous frame (no cache to compare with): there, the
+    same model with its previous-frame weights zeroed must roll out differently."""
+    model = tiny_dynamics(window=1, prev_frame_input=True, prev_frame_per_action=True)
+    cfg = SamplingConfig(steps=2, context=context)
+    if context == "stable":
+        cached = rollout(model, cfg, kv_cache=True)
+        recomputed = rollout(model, cfg, kv_cache=False)
+        torch.testing.assert_close(cached, recomputed, atol=1e-5, rtol=1e-5)
+    else:
+        deaf = copy.deepcopy(model)
+        deaf.prev_embed.linear.weight.zero_()
+        deaf.prev_embed.per_index.zero_()
+        assert not torch.allclose(rollout(model, cfg), rollout(deaf, cfg), atol=1e-4)
 
 
 def test_cached_rollout_equals_uncached_for_x0_cosine_heun():

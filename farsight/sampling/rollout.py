@@ -152,7 +152,9 @@ def _sync_inputs(state: RolloutState, levels: ContextLevels, schedule: str) -> N
 
 
 def _sync_cache(model: DynamicsModel, state: RolloutState, levels: ContextLevels) -> None:
-    """Rebuild the cache from the recent frames if it was computed at other levels."""
+    """Rebuild the cache from the recent frames if it was computed at other levels. (For a
+    model with ``prev_frame_input`` the oldest of them is rebuilt without its own previous
+    frame, which the state no longer holds: zeros, as at the start of a training clip.)"""
     if state.cache is None or state.cache_levels == levels:
         return
     state.cache.reset()
@@ -274,16 +276,16 @@ def predict(
     # The frame before the window, for models that stack the previous frame on their input.
     before = len(state.clean) - count - 1
     prev = None
-    if count == 0:
+    if policy.recomputes_context:
         ctx = x[:, :0]
-    elif policy.recomputes_context:
-        ctx = noised(_stack(state.clean, count), levels.noise, state.generator, schedule)
+        if count:
+            ctx = noised(_stack(state.clean, count), levels.noise, state.generator, schedule)
         if before >= 0 and model.cfg.prev_frame_input:
             one = state.clean[before].unsqueeze(1)
             prev = noised(one, levels.noise, state.generator, schedule)[:, 0]
     else:
         _sync_inputs(state, levels, schedule)
-        ctx = _stack(state.inputs, count)
+        ctx = _stack(state.inputs, count) if count else x[:, :0]
         prev = state.inputs[before] if before >= 0 else None
     labels = tau.new_full((tau.shape[0], count), levels.label)
     past_actions = _stack(state.actions_in, count) if count else actions_in[:, :0]
