@@ -6,9 +6,9 @@ background; the action alone decides where the sprite goes next (no-op, up, righ
 the grid wraps around). A model that ignores the actions cannot do better than a blur over the
 five possible next positions.
 
-The model is the tiny size with the options the CPU recipes use to follow actions (previous
-frame on the input, per-token action input, action embeddings at unit scale), trained by
-teacher-forced diffusion: about 400 steps, ten-odd seconds on one core.
+The model is the tiny size with the inputs the CPU recipes use to follow actions
+(``follows_actions``), trained by the quickstart's objective (next-frame diffusion): 400
+steps, ten-odd seconds on one core.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from farsight.objectives import make_objective
 from farsight.objectives.action_probe import action_probe
 from farsight.sampling.config import SamplingConfig
 from farsight.sampling.rollout import generate, new_state, prime
+from farsight.train.dynamics import follows_actions
 
 MOVES = torch.tensor([[0, 0], [-1, 0], [0, 1], [0, -1], [1, 0]])  # (row, col) per action
 GRID, CHANNELS = 8, 4
 
 
-FOLLOWS_ACTIONS = {"prev_frame_input": True, "action_input": True, "action_embed_std": 1.0}
-OBJECTIVE = ObjectiveConfig(kind="teacher_forcing")
+OBJECTIVE = ObjectiveConfig(kind="next_frame")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,7 +53,7 @@ def sprite_clips(batch: int, frames: int, generator: torch.Generator):
 
 
 def train_tiny(steps: int, seed: int = 0, **model_overrides) -> DynamicsModel:
-    cfg = dataclasses.replace(dynamics_tiny(), **model_overrides)
+    cfg = dataclasses.replace(follows_actions(dynamics_tiny()), **model_overrides)
     cfg.heads = dataclasses.replace(cfg.heads, offsets=(1,))
     torch.manual_seed(seed)
     model = DynamicsModel(cfg)
@@ -94,7 +94,7 @@ def delta_psnr(model: DynamicsModel, horizon: int = 3, seed: int = 7) -> float:
 
 @pytest.fixture(scope="module")
 def trained(one_thread) -> DynamicsModel:
-    return train_tiny(400, **FOLLOWS_ACTIONS)
+    return train_tiny(400)
 
 
 def probe(model: DynamicsModel) -> dict[str, float]:
@@ -116,7 +116,8 @@ def test_an_action_blind_model_has_no_action_gain(trained):
     vector read zero: the gain above comes from the actions, not from the measurement."""
     blind = copy.deepcopy(trained)
     with torch.no_grad():
-        for table in (blind.action_embed, blind.action_tokens):
-            table.weight[:] = table.weight[0]
+        for table in (blind.action_embed, blind.action_tokens, blind.prev_embed.per_index):
+            weight = table.weight if isinstance(table, torch.nn.Embedding) else table
+            weight[:] = weight[0]
     assert abs(delta_psnr(blind)) < 1e-6
     assert abs(probe(blind)["probe/action_gain_db"]) < 1e-6

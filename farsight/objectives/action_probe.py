@@ -6,7 +6,7 @@ frames are clean. Head 1's one-step clean estimate of that frame is scored (late
 ways:
 
     true      with the clip's actions
-    random    with the action leading into the last frame replaced by a uniformly random one
+    random    with the action leading into the last frame replaced by another, uniformly
     copy      the previous clean frame itself (copy-last-frame, the trivial reference)
 
 ``action_gain_db`` = 10 log10(random / true) is a one-step, latent-space cousin of Genie's
@@ -57,10 +57,14 @@ def action_probe(
         out = plain(x, levels, acts, ctx_tau=ctx_tau, heads=False)
         return diffusion.predicted_x0(out.main.float(), x, levels, cfg.prediction, cfg.schedule)
 
-    # a_{n_in - 2} leads into the last input frame.
+    # a_{n_in - 2} leads into the last input frame; its replacement is another action, drawn
+    # uniformly from the other A - 1 (a draw equal to the truth would only dilute the gain).
     random_actions = actions.clone()
-    drawn = torch.randint(plain.cfg.num_actions, (b,), generator=generator, device=actions.device)
-    random_actions[:, n_in - 2] = drawn
+    true = actions[:, n_in - 2]
+    drawn = torch.randint(
+        plain.cfg.num_actions - 1, (b,), generator=generator, device=actions.device
+    )
+    random_actions[:, n_in - 2] = drawn + (drawn >= true).long()
     target = x0[:, -1:].float()
     mse_true = frame_mse(estimate(actions)[:, -1:], target).mean()
     mse_random = frame_mse(estimate(random_actions)[:, -1:], target).mean()
