@@ -43,12 +43,12 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from farsight.cli import command_line
 from farsight.data.loader import ClipDataset
 from farsight.data.store import MANIFEST, EpisodeStore, StoreError, StoreWriter
 from farsight.errors import FarsightError
 from farsight.io import atomic_write_json, read_json
 from farsight.models.autoencoder import Autoencoder, frames_to_images
+from farsight.shell import command_line
 from farsight.train.precision import resolve_device
 
 CACHE_FORMAT = "farsight-latent-cache"

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 def next_steps(out: Path, video: Path, dyn_run: Path, curves: Path) -> list[str]:
     """What the quickstart made and the commands to go on with; each runs where it is pasted,
     also in a fresh shell where the virtual environment is not active."""
-    from farsight.cli import command_line
+    from farsight.shell import command_line
 
     play = command_line("play", "--ckpt", dyn_run)
     tensorboard = command_line("--logdir", out, program="tensorboard")

@@ -33,9 +33,9 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from farsight.cli import command_line
     from farsight.config import build_config
     from farsight.data.recorder import RECORD_RECIPES, record
+    from farsight.shell import command_line
 
     recipe, overrides = args.recipe, list(args.overrides)
     if "=" in recipe:  # no recipe given, only overrides

@@ -441,6 +441,7 @@ def write_eval(
     ``curves=False`` leaves out the per-metric curve PNGs (the slow part)."""
     from farsight.eval.report import (
         markdown_table,
+        row_to_json,
         summarize,
         summary_table,
         write_report,
@@ -498,9 +499,7 @@ def write_eval(
     if result.store is not None:
         all_reference = reference_rows(result.store, meta, n_boot=200)
         # Machine-readable beside metrics.json: every figure has its trivial reference.
-        atomic_write_json(
-            out / REFERENCE_FILE, {"rows": [dataclasses.asdict(r) for r in all_reference]}
-        )
+        atomic_write_json(out / REFERENCE_FILE, {"rows": [row_to_json(r) for r in all_reference]})
         reference = [r for r in all_reference if (r.metric, r.scale) in REFERENCE_TABLE]
         text = (
             "The same clips predicted by repeating the last prompt frame (no model): a world "
