@@ -149,8 +149,9 @@ class DynamicsConfig:
     """Embed the previous frame's input latent into each frame's tokens (DIAMOND-style frame
     stacking inside the causal transformer)."""
     prev_frame_kernel: int = 1
-    """Tokens' worth of the previous frame each token embeds, per side (odd): 1 its own patch,
-    3 its patch and the 8 around it (room for a move of up to a token per frame)."""
+    """k (odd): each token embeds the k x k tokens' worth of the previous frame centred on it;
+    1 its own patch, 3 its patch and the 8 around it (room for a move of up to a token per
+    frame)."""
     prev_frame_per_action: bool = False
     """The previous-frame embedding adds one matrix per action (the action leading into the
     frame), zero-initialised: "the last frame as this action moves it" is then a linear
@@ -249,8 +250,9 @@ class ObjectiveConfig:
     to and labelled with (DFoT used 0.02)."""
     ctx_noise_max: float = 0.0
     """Context noise augmentation (DIAMOND, GameNGen): per clip tau_ctx ~ U[0, max]; 0 = off.
-    next_frame: the context is noised to tau_ctx; diffusion_forcing: every frame is noised
-    to at least tau_ctx. Passed to the model as ctx_tau (used if ctx_noise_embed is on)."""
+    next_frame, teacher_forcing: the context (stream) is noised to tau_ctx;
+    diffusion_forcing: every frame is noised to at least tau_ctx. Passed to the model as
+    ctx_tau (used if ctx_noise_embed is on)."""
 
     def validate(self) -> None:
         _choice("objective.kind", self.kind, OBJECTIVE_KINDS)
