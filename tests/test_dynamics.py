@@ -22,14 +22,7 @@ from farsight.models.dynamics import DynamicsModel, actions_into_frames
 B, T, EXTRA = 2, 7, 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run thousands of small ops: one thread is faster, and it does not stall on
-    OpenMP barriers when other processes hold the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(seed: int = 0, heads: HeadsConfig | None = None, **sizes) -> DynamicsModel:

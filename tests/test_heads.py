@@ -22,15 +22,7 @@ from farsight.objectives.multiframe import (
     pyramid_mse,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run thousands of small ops: one thread is faster, and it does not stall on
-    OpenMP barriers when other processes hold the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ramp_latents(b: int, t: int, c: int = 2, h: int = 8, w: int = 8) -> torch.Tensor:

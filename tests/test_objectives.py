@@ -18,14 +18,7 @@ from farsight.objectives.diffusion_forcing import DiffusionForcing
 KINDS = sorted(DYNAMICS_OBJECTIVES)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run thousands of small ops: one thread is faster, and it does not stall on
-    OpenMP barriers when other processes hold the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(heads: HeadsConfig | None = None, seed: int = 0, **sizes) -> DynamicsModel:

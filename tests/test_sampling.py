@@ -37,14 +37,7 @@ from farsight.train.autoencoder import ae_tiny
 B, PROMPT, FRAMES = 2, 3, 7  # prompt + frames > window (4): the ring wraps
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run thousands of small ops: one thread is faster, and it does not stall on
-    OpenMP barriers when other processes hold the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_dynamics(seed: int = 0, **sizes) -> DynamicsModel:
