@@ -157,13 +157,16 @@ class DynamicsModel(nn.Module):
         ``prev_frame_input`` each frame also embeds the frame before it: ``before``
         (B, T, C, H, W) when given, else the call's own previous frame, ``prev`` (B, C, H, W)
         (None: zeros) standing before ``latents[:, 0]``; with ``prev_frame_per_action`` through
-        the matrix of the action leading into the frame, ``actions_in`` (B, T)."""
+        the matrix of the action leading into the frame, ``actions_in`` (B, T), which with
+        ``action_input`` is also added to every token of its frame."""
         tokens = self.input_embed(latents)
         if self.prev_embed is not None:
             if before is None:
                 first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
                 before = torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
             tokens = tokens + self.prev_embed(before, actions_in)
+        if self.action_tokens is not None and actions_in is not None:
+            tokens = tokens + self.action_tokens(actions_in).unsqueeze(2).to(tokens.dtype)
         return tokens + self.pos_embed.to(tokens.dtype)
 
     def condition(self, tau: Tensor, actions_in: Tensor, ctx_tau: Tensor | None) -> Tensor:
@@ -200,8 +203,6 @@ class DynamicsModel(nn.Module):
         cond = self.condition(tau, actions_in, ctx_tau)
         frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
         h = self.embed(x, prev, actions_in=actions_in)
-        if self.action_tokens is not None:
-            h = h + self.action_tokens(actions_in).unsqueeze(2).to(h.dtype)
         branch = None
         for i, block in enumerate(self.blocks):
             ring = cache.rings[i] if cache is not None else None
@@ -241,8 +242,6 @@ class DynamicsModel(nn.Module):
             ],
             dim=1,
         )
-        if self.action_tokens is not None:
-            h = h + self.action_tokens(actions_in.repeat(1, 2)).unsqueeze(2).to(h.dtype)
         both = torch.cat([cond_ctx, cond], dim=1)
         steps = torch.arange(t, device=x.device)
         frames = torch.cat([steps, steps])
