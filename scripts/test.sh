@@ -9,4 +9,5 @@ echo "==> ruff"
 "$VENV/bin/ruff" check farsight tests
 "$VENV/bin/ruff" format --check farsight tests
 echo "==> pytest"
-"$VENV/bin/python" -m pytest -q "$@"
+# Everything, slow tests included; the 20 slowest are listed at the end.
+"$VENV/bin/python" -m pytest -q --durations=20 "$@"

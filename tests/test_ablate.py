@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
-import torch
 
 from farsight.cli import main
 from farsight.config import ConfigError
-from farsight.data.recorder import RecordConfig, record
 from farsight.errors import UsageError
 from farsight.eval.ablate import AblateSpec, check_spec, run_config, run_grid
 from farsight.eval.run import EvalConfig
@@ -21,29 +20,10 @@ from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
 from farsight.train.checkpoint import load_checkpoint
 from farsight.train.dynamics import DYNAMICS_RECIPES, train_dynamics
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("abl")
-    cfg = RecordConfig(frames=600, shard_frames=300)
-    cfg.env.arena.episode_steps = 59
-    record(cfg, root / "store", progress=False)
-    ae = AE_RECIPES.get("ae_tiny")
-    ae.data.path = str(root / "store")
-    ae.train.steps = 2
-    train_autoencoder(ae, root / "ae", progress=False)
-    return root
-
-
-def spec_for(world, **eval_kw) -> AblateSpec:
+def spec_for(world: Path, **eval_kw) -> AblateSpec:
     return AblateSpec(
         recipe="dyn_tiny",
         data=str(world / "store"),
@@ -123,15 +103,16 @@ def test_variants_edit_only_what_they_ablate():
         run_config(no_tokens, "maskgit", 0)
 
 
-def test_grid_compares_maskgit_on_tokens_with_diffusion(world, tmp_path):
+@pytest.mark.slow
+def test_grid_compares_maskgit_on_tokens_with_diffusion(arena_world, tmp_path):
     fsq = AE_RECIPES.get("ae_tiny")
     fsq.model.kind, fsq.model.fsq_levels = "fsq", (5, 3, 3, 3)
-    fsq.data.path = str(world / "store")
+    fsq.data.path = str(arena_world / "store")
     fsq.train.steps = 2
     train_autoencoder(fsq, tmp_path / "fsq", progress=False)
-    spec = spec_for(world)
+    spec = spec_for(arena_world)
     # A continuous autoencoder as the token one is refused before anything trains.
-    spec.token_autoencoder = str(world / "ae")
+    spec.token_autoencoder = str(arena_world / "ae")
     with pytest.raises(UsageError, match="is a 'continuous' autoencoder.*need an fsq one"):
         run_grid(spec, tmp_path / "bad", ["next_frame", "maskgit"], [0], progress=False)
     assert not (tmp_path / "bad" / "next_frame").exists()
@@ -155,9 +136,12 @@ def test_grid_compares_maskgit_on_tokens_with_diffusion(world, tmp_path):
     assert "latent_mse" in (out / "maskgit" / "seed0" / "eval" / "metrics.csv").read_text()
 
 
-def test_grid_skips_finished_runs_and_resumes_an_interrupted_one(world, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_grid_skips_finished_runs_and_resumes_an_interrupted_one(
+    arena_world, tmp_path, monkeypatch
+):
     out = tmp_path / "grid"
-    spec = spec_for(world)
+    spec = spec_for(arena_world)
     first = Spy()
     run_grid(spec, out, ["next_frame", "skip_cascade"], [0], progress=False, train_fn=first)
     assert first.calls == [("next_frame", False), ("skip_cascade", False)]
@@ -196,7 +180,7 @@ def test_grid_skips_finished_runs_and_resumes_an_interrupted_one(world, tmp_path
     assert "contiguous" in (out / "README.md").read_text()
 
     with pytest.raises(UsageError, match="ablate.json was made with eval"):
-        run_grid(spec_for(world, seed=5), out, variants, [0], progress=False, train_fn=again)
+        run_grid(spec_for(arena_world, seed=5), out, variants, [0], progress=False, train_fn=again)
 
     # A grid made before the spec had token_autoencoder resumes: the missing key is its default.
     stored = json.loads((out / "ablate.json").read_text())
@@ -207,7 +191,8 @@ def test_grid_skips_finished_runs_and_resumes_an_interrupted_one(world, tmp_path
         check_spec(out, dataclasses.replace(spec, token_autoencoder="/some/fsq"))
 
 
-def test_eval_and_ablate_commands(world, tmp_path, capsys):
+@pytest.mark.slow
+def test_eval_and_ablate_commands(arena_world, tmp_path, capsys):
     out = tmp_path / "grid"
     code = main(
         [
@@ -219,9 +204,9 @@ def test_eval_and_ablate_commands(world, tmp_path, capsys):
             "--seeds",
             "1",
             "--data",
-            str(world / "store"),
+            str(arena_world / "store"),
             "--autoencoder",
-            str(world / "ae"),
+            str(arena_world / "ae"),
             "--out",
             str(out),
             "--steps",
@@ -238,7 +223,7 @@ def test_eval_and_ablate_commands(world, tmp_path, capsys):
     )
     assert code == 0 and (out / "README.md").exists()
     ckpt = out / "next_frame" / "seed0"
-    args = ["eval", "--ckpt", str(ckpt), "--data", str(world / "store"), "--split", "all"]
+    args = ["eval", "--ckpt", str(ckpt), "--data", str(arena_world / "store"), "--split", "all"]
     args += ["--episodes", "1", "--horizon", "2", "--quiet", "--sampling.steps", "1"]
     assert main([*args, "--out", str(tmp_path / "eval")]) == 0
     assert (tmp_path / "eval" / "README.md").exists()

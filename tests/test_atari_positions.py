@@ -26,12 +26,17 @@ from farsight.envs.base import EnvConfig  # noqa: E402
 from farsight.eval.positions import (  # noqa: E402
     OBJECT_KEYS,
     ObjectState,
+    SceneObjects,
     locate_objects,
     object_metrics,
     scene_objects,
     window_mse,
     window_psnr_rows,
 )
+from farsight.eval.report import row_to_json  # noqa: E402
+from farsight.eval.run import EvalConfig, evaluate, write_eval  # noqa: E402
+from farsight.sampling import SamplingConfig  # noqa: E402
+from tests.test_sampling import tiny_world_model  # noqa: E402
 
 GAMES = {"ALE/Breakout-v5": BREAKOUT, "ALE/Pong-v5": PONG}
 
@@ -68,6 +73,7 @@ def whole_store(store: EpisodeStore) -> tuple[np.ndarray, ObjectState, np.ndarra
 # The RAM maps against the native screen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", list(GAMES))
 def test_ram_boxes_cover_the_objects_on_the_native_screen(env_id: str) -> None:
     """Independent of any readback code: on the emulator's 210 x 160 screen, each visible
@@ -143,6 +149,7 @@ def test_registry_and_meta() -> None:
     assert wh[0, 0] == pytest.approx(8.0) and xy[0, 0] == pytest.approx(148.0)
 
 
+@pytest.mark.slow
 def test_unmapped_game_records_only_the_ram() -> None:
     env = AtariEnv("ALE/Tetris-v5", size=32)
     try:
@@ -157,6 +164,7 @@ def test_unmapped_game_records_only_the_ram() -> None:
 # Readback in recorded 64 x 64 frames
 
 
+@pytest.mark.slow
 def test_recorded_positions_match_the_objects_in_recorded_frames(store64: EpisodeStore) -> None:
     """The positions in the store, read from the RAM, are where the objects are in the stored
     64 x 64 frames: the readback finds every kind of object within 1 px almost always. The
@@ -182,6 +190,7 @@ def test_recorded_positions_match_the_objects_in_recorded_frames(store64: Episod
         assert np.isnan(read[~vis, k]).all()  # never looked for where the truth has none
 
 
+@pytest.mark.slow
 def test_locate_objects_reads_known_shifts_and_absences(store64: EpisodeStore) -> None:
     objects = scene_objects(store64)
     frames, state, _ = whole_store(store64)
@@ -203,6 +212,7 @@ def test_locate_objects_reads_known_shifts_and_absences(store64: EpisodeStore) -
         locate_objects(frames[:5], state, objects)
 
 
+@pytest.mark.slow
 def test_a_painted_out_ball_is_never_hit_even_under_noise(store64: EpisodeStore) -> None:
     objects = scene_objects(store64)
     frames, state, _ = whole_store(store64)
@@ -242,9 +252,7 @@ def test_a_faint_object_is_a_miss_and_a_full_one_is_found() -> None:
     assert np.isnan(locate_objects(faint, truth, objects)[0, 2]).all()
 
 
-def scene_objects_for(m: RamMap, size: int):
-    from farsight.eval.positions import SceneObjects
-
+def scene_objects_for(m: RamMap, size: int) -> SceneObjects:
     return SceneObjects.from_ram_map(m, size)
 
 
@@ -259,6 +267,7 @@ def clips(store: EpisodeStore, n: int, t: int) -> tuple[np.ndarray, ObjectState]
     return frames, state
 
 
+@pytest.mark.slow
 def test_object_metrics_of_exact_shifted_blank_and_copied_frames(store64: EpisodeStore) -> None:
     objects = scene_objects(store64)
     gt, truth = clips(store64, 2, 128)
@@ -324,46 +333,38 @@ def test_window_psnr_is_the_psnr_of_the_window_mse() -> None:
 # farsight eval on an Atari store
 
 
-def test_eval_reports_each_object_beside_copy_and_autoencoder(tmp_path_factory, tmp_path):
-    torch = pytest.importorskip("torch")
-    from farsight.eval.report import row_to_json
-    from farsight.eval.run import EvalConfig, evaluate, write_eval
-    from farsight.sampling import SamplingConfig
-    from tests.test_sampling import tiny_world_model
+@pytest.mark.slow
+def test_eval_reports_each_object_beside_copy_and_autoencoder(
+    tmp_path_factory, tmp_path, one_thread
+):
+    # 32 x 32: the tiny test model's frame size.
+    store = record_store(tmp_path_factory, "ALE/Breakout-v5", 32, 240, 40, val=0.0, test=0.5)
+    model = tiny_world_model(num_actions=4)
+    cfg = EvalConfig(clips=2, horizon=8, n_boot=50, sampling=SamplingConfig(steps=2))
+    result = evaluate(model, store, cfg, progress=False)
+    keys = {(r.metric, r.horizon) for r in result.rows}
+    for h in (1, 2, 4, 8):
+        for name in ("paddle", "ball"):
+            for metric in ("error", "hit_rate", "miss_rate", "measured", "window_psnr"):
+                assert (f"{name}_{metric}", h) in keys
+            assert (f"ae_{name}_window_psnr", h) in keys
+        assert ("ae_psnr", h) in keys
+    assert result.meta["objects"] == ["paddle", "ball"]
+    # The paddle is always in play and readable: measured sightings at every horizon.
+    assert all(r.n > 0 for r in by(result.rows, "paddle_measured").values())
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        # 32 x 32: the tiny test model's frame size.
-        store = record_store(tmp_path_factory, "ALE/Breakout-v5", 32, 240, 40, val=0.0, test=0.5)
-        model = tiny_world_model(num_actions=4)
-        cfg = EvalConfig(clips=2, horizon=8, n_boot=50, sampling=SamplingConfig(steps=2))
-        result = evaluate(model, store, cfg, progress=False)
-        keys = {(r.metric, r.horizon) for r in result.rows}
-        for h in (1, 2, 4, 8):
-            for name in ("paddle", "ball"):
-                for metric in ("error", "hit_rate", "miss_rate", "measured", "window_psnr"):
-                    assert (f"{name}_{metric}", h) in keys
-                assert (f"ae_{name}_window_psnr", h) in keys
-            assert ("ae_psnr", h) in keys
-        assert result.meta["objects"] == ["paddle", "ball"]
-        # The paddle is always in play and readable: measured sightings at every horizon.
-        assert all(r.n > 0 for r in by(result.rows, "paddle_measured").values())
+    # A store holding only the RAM (recorded before positions were) gives the same rows.
+    ram_only = copy.copy(store)
+    ram_only.arrays = {k: v for k, v in store.arrays.items() if k not in OBJECT_KEYS}
+    again = evaluate(model, ram_only, cfg, progress=False)
 
-        # A store holding only the RAM (recorded before positions were) gives the same rows.
-        ram_only = copy.copy(store)
-        ram_only.arrays = {k: v for k, v in store.arrays.items() if k not in OBJECT_KEYS}
-        again = evaluate(model, ram_only, cfg, progress=False)
+    def object_rows(rows):
+        prefixes = ("paddle_", "ball_", "ae_")
+        return [row_to_json(r) for r in rows if r.metric.startswith(prefixes)]
 
-        def object_rows(rows):
-            prefixes = ("paddle_", "ball_", "ae_")
-            return [row_to_json(r) for r in rows if r.metric.startswith(prefixes)]
+    assert object_rows(result.rows) == object_rows(again.rows)
 
-        assert object_rows(result.rows) == object_rows(again.rows)
-
-        text = write_eval(result, tmp_path / "eval", curves=False).read_text()
-        section = text.split("## Objects", 1)[1]
-        assert "paddle_hit_rate" in section and "ball_window_psnr" in section
-        assert "(copy last frame)" in section and "(autoencoder)" in section
-    finally:
-        torch.set_num_threads(threads)
+    text = write_eval(result, tmp_path / "eval", curves=False).read_text()
+    section = text.split("## Objects", 1)[1]
+    assert "paddle_hit_rate" in section and "ball_window_psnr" in section
+    assert "(copy last frame)" in section and "(autoencoder)" in section

@@ -19,15 +19,7 @@ from farsight.models.autoencoder import (
 from farsight.models.fsq import FSQ
 from farsight.objectives.autoencoder import AutoencoderLossConfig, ReconstructionObjective
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids OpenMP spin contention
-    (measured 10x faster here when other jobs run)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = AutoencoderConfig(

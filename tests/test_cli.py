@@ -61,6 +61,7 @@ EXTRAS_ONLY = (
 )
 
 
+@pytest.mark.slow
 def test_base_install_runs_without_the_extras(tmp_path):
     """With every optional package hidden: all help, a recording and its inspection work; a
     command that needs an extra fails with one line naming it."""

@@ -3,9 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.test_store import write_store
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_get_disjoint_complete_shares(tmp_path):
     write_store(tmp_path / "s", [9, 12, 7, 10])
     out = tmp_path / "shares.json"

@@ -18,13 +18,7 @@ from farsight.eval.run import EvalConfig, evaluate, pick_clips, write_eval
 from farsight.sampling import SamplingConfig
 from tests.test_sampling import tiny_world_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from farsight.eval.latent_actions import (
 from farsight.models.lam import LAMConfig, LatentActionModel
 from farsight.objectives.lam import LAMObjective, code_usage
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(quantizer: str = "fsq", **kw) -> LatentActionModel:
@@ -183,6 +177,7 @@ def sprite_pairs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, tor
     return x, y, actions
 
 
+@pytest.mark.slow
 def test_finds_the_true_actions_on_fresh_pairs():
     """With new frames every step the decoder cannot memorise x_t -> x_{t+1}: the only way
     to predict where the square goes is to read it from the action, so the codes track it."""

@@ -19,13 +19,7 @@ from farsight.models.autoencoder import Autoencoder, frames_to_images
 from farsight.train.autoencoder import AE_RECIPES, load_autoencoder
 from farsight.train.checkpoint import save_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_store(path: Path, episodes: int = 6, seed: int = 0) -> Path:

@@ -35,7 +35,8 @@ GRID, CHANNELS = 8, 4
 OBJECTIVE = ObjectiveConfig(kind="next_frame")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# Trains for ten-odd seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def sprite_clips(batch: int, frames: int, generator: torch.Generator):

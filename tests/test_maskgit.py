@@ -29,12 +29,7 @@ LEVELS = (4, 3)
 B, T = 2, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(seed: int = 0, perturb: bool = True, heads: HeadsConfig | None = None):

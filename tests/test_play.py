@@ -472,6 +472,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="Debian's chromium is not installed (/usr/bin/chromium): run scripts/install_browser.sh",

@@ -78,6 +78,7 @@ def _rollout(
     return np.stack(frames), rewards
 
 
+@pytest.mark.slow
 def test_contract(env_name: str) -> None:
     make, _, _, n_actions = ENVS[env_name]
     env = make(size=48)
@@ -112,6 +113,7 @@ def test_contract(env_name: str) -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_determinism(env_name: str) -> None:
     make, _, steps, n_actions = ENVS[env_name]
     actions = np.random.default_rng(1).integers(n_actions, size=steps)
@@ -134,6 +136,7 @@ def test_determinism(env_name: str) -> None:
         second.close()
 
 
+@pytest.mark.slow
 def test_registry_builds_each_env(env_name: str) -> None:
     pytest.importorskip(ENVS[env_name][1])
     env = make_env(EnvConfig(id=env_name, size=32))
@@ -156,6 +159,7 @@ def test_unknown_vizdoom_scenario_is_named() -> None:
         _vizdoom("no_such_map")
 
 
+@pytest.mark.slow
 def test_atari_episode_terminates_and_ram_is_state() -> None:
     env = _atari("ALE/Breakout-v5")
     try:
@@ -175,6 +179,7 @@ def test_atari_episode_terminates_and_ram_is_state() -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_crafter_truncates_at_length() -> None:
     env = _crafter(length=5)
     try:
@@ -186,6 +191,7 @@ def test_crafter_truncates_at_length() -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_crafter_death_terminates() -> None:
     env = _crafter()
     try:
@@ -198,6 +204,7 @@ def test_crafter_death_terminates() -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_vizdoom_basic_timeout_truncates_and_kill_terminates() -> None:
     env = _vizdoom("basic")
     try:
@@ -232,6 +239,7 @@ def test_vizdoom_basic_timeout_truncates_and_kill_terminates() -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_vizdoom_health_gathering_death_terminates() -> None:
     env = _vizdoom("health_gathering")
     try:
@@ -248,6 +256,7 @@ def test_vizdoom_health_gathering_death_terminates() -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_vizdoom_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     env = _vizdoom("basic")

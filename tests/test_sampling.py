@@ -87,9 +87,12 @@ def rollout(
     kv_cache: bool = True,
     full_history: bool = False,
     objective: ObjectiveConfig | None = None,
+    actions: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """The frames generated after a prompt; ``actions`` replaces the drawn ones."""
     objective = objective or ObjectiveConfig()
-    latents, prompt_actions, actions = prompt_inputs(model)
+    latents, prompt_actions, drawn = prompt_inputs(model)
+    actions = drawn if actions is None else actions
     state = new_state(
         model, torch.Generator().manual_seed(seed), kv_cache=kv_cache, full_history=full_history
     )
@@ -302,13 +305,24 @@ def test_same_seed_same_rollout_other_seed_other_rollout():
 @pytest.mark.parametrize("scheduling", SCHEDULINGS)
 @pytest.mark.parametrize("context", ["clean", "stable", "dynamic"])
 @pytest.mark.parametrize("kv_cache", [True, False])
-def test_every_scheduling_and_context_policy_runs(scheduling, context, kv_cache):
+def test_every_scheduling_and_context_policy_follows_the_actions_causally(
+    scheduling, context, kv_cache
+):
+    """Other actions from generated frame K on: the frames before K are unchanged (whichever
+    frames a schedule denoises together), the frames from K on change."""
     model = tiny_dynamics()
     cfg = SamplingConfig(
         steps=2, scheduling=scheduling, context=context, chunk=3, kv_cache=kv_cache
     )
-    out = rollout(model, cfg, kv_cache=kv_cache)
-    assert out.shape == (B, FRAMES, 4, 8, 8) and torch.isfinite(out).all()
+    _, _, actions = prompt_inputs(model)
+    k = FRAMES // 2
+    other = actions.clone()
+    other[:, k:] = (actions[:, k:] + 1) % model.cfg.num_actions
+    out = rollout(model, cfg, kv_cache=kv_cache, actions=actions)
+    changed = rollout(model, cfg, kv_cache=kv_cache, actions=other)
+    assert out.shape == (B, FRAMES, 4, 8, 8)
+    torch.testing.assert_close(changed[:, :k], out[:, :k], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(changed[:, k], out[:, k], atol=1e-3)
 
 
 def test_chunked_generation_can_condition_on_the_last_k_frames_only():
@@ -366,6 +380,7 @@ def test_switching_context_policy_mid_rollout_rebuilds_the_cache():
     assert all(int(ring.frames.max()) == state.next_frame - 1 for ring in state.cache.rings)
 
 
+@pytest.mark.slow
 def test_long_rollout_keeps_memory_flat():
     """3,000 frames: the cache ring and the recent latents stay the same size."""
     heads = HeadsConfig(offsets=(1,), pyramid=(1,))

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from farsight.data.recorder import RecordConfig, record
 from farsight.data.store import StoreWriter
 from farsight.errors import UsageError
-from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
 from farsight.train.checkpoint import load_checkpoint
 from farsight.train.dynamics import (
     DYNAMICS_RECIPES,
@@ -21,28 +19,11 @@ from farsight.train.dynamics import (
     train_dynamics,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Every test here trains runs or starts torchrun.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dyn")
-    cfg = RecordConfig(frames=1200, shard_frames=400)
-    cfg.env.arena.episode_steps = 100
-    record(cfg, root / "store", progress=False)
-    ae = AE_RECIPES.get("ae_tiny")
-    ae.data.path = str(root / "store")
-    train_autoencoder(ae, root / "ae", progress=False)
-    return root
-
-
-def tiny(world, **overrides) -> DynamicsRunConfig:
+def tiny(world: Path, **overrides) -> DynamicsRunConfig:
     cfg = DYNAMICS_RECIPES.get("dyn_tiny")
     cfg.data.path, cfg.data.autoencoder = str(world / "store"), str(world / "ae")
     for key, value in overrides.items():
@@ -54,8 +35,8 @@ def tiny(world, **overrides) -> DynamicsRunConfig:
     return cfg
 
 
-def test_run_writes_a_playable_checkpoint(world, tmp_path):
-    result = train_dynamics(tiny(world), tmp_path / "run", progress=False)
+def test_run_writes_a_playable_checkpoint(arena_world, tmp_path):
+    result = train_dynamics(tiny(arena_world), tmp_path / "run", progress=False)
     assert result.step == 6 and all(np.isfinite(result.losses))
     wm = load_world_model(tmp_path / "run")
     assert wm.meta["action_meanings"][1] == "UP" and wm.context_frames == 4
@@ -71,8 +52,10 @@ def test_run_writes_a_playable_checkpoint(world, tmp_path):
     assert (tmp_path / "run" / "samples" / "rollout_step0000006.mp4").stat().st_size > 0
 
 
-def test_resume_repeats_the_uninterrupted_losses(world, tmp_path, monkeypatch):
-    straight = train_dynamics(tiny(world, grad_cosine_every=2), tmp_path / "a", progress=False)
+def test_resume_repeats_the_uninterrupted_losses(arena_world, tmp_path, monkeypatch):
+    straight = train_dynamics(
+        tiny(arena_world, grad_cosine_every=2), tmp_path / "a", progress=False
+    )
     from farsight.train import loop
 
     original = loop.save_checkpoint
@@ -83,16 +66,16 @@ def test_resume_repeats_the_uninterrupted_losses(world, tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "save_checkpoint", crash_after_save)
     with pytest.raises(KeyboardInterrupt):
-        train_dynamics(tiny(world, grad_cosine_every=2), tmp_path / "b", progress=False)
+        train_dynamics(tiny(arena_world, grad_cosine_every=2), tmp_path / "b", progress=False)
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "b")["step"] == 3
     resumed = train_dynamics(DynamicsRunConfig(), tmp_path / "b", resume=True, progress=False)
     assert resumed.losses == straight.losses[3:]
 
 
-def test_gradient_cosine_diagnostic_leaves_training_unchanged(world, tmp_path):
-    plain = train_dynamics(tiny(world), tmp_path / "plain", progress=False)
-    diag = train_dynamics(tiny(world, grad_cosine_every=2), tmp_path / "diag", progress=False)
+def test_gradient_cosine_diagnostic_leaves_training_unchanged(arena_world, tmp_path):
+    plain = train_dynamics(tiny(arena_world), tmp_path / "plain", progress=False)
+    diag = train_dynamics(tiny(arena_world, grad_cosine_every=2), tmp_path / "diag", progress=False)
     assert plain.losses == diag.losses
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

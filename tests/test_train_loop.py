@@ -25,13 +25,7 @@ from farsight.train.ema import EMA
 from farsight.train.precision import autocast, resolve_precision
 from farsight.train.schedule import lr_factor
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_store(path: Path, episodes: int = 8, size: int = 16, seed: int = 0) -> Path:
@@ -286,6 +280,7 @@ def bar_states(text: str, desc: str) -> list[tuple[int, int, float, float]]:
     return states
 
 
+@pytest.mark.slow
 def test_progress_bar_counts_to_the_limit_that_stops_the_run(tmp_path, store, capsys):
     """A time-budgeted run far from train.steps: the bar's total is the step the budget will
     stop it at and its ETA the budget left, never the time train.steps would take; it ends

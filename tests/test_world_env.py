@@ -7,7 +7,6 @@ import argparse
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import torch
 
 from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.play.protocol import PlayableEnv, check_controls
@@ -18,12 +17,7 @@ from tests.test_sampling import tiny_world_model
 SIZE = 32  # ae_tiny: 32x32 frames -> 8x8x4 latents
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
