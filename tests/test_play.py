@@ -19,16 +19,11 @@ from websockets.sync.client import connect
 
 from farsight.envs import EnvConfig, make_env
 from farsight.envs.arena import ACTION_MEANINGS
+from farsight.play.controls import check_controls, validate_settings
 from farsight.play.keymap import keymap, parse_combo
-from farsight.play.protocol import check_controls, validate_settings
-from farsight.play.server import (
-    PROTOCOL_MAX_BYTES,
-    PlayConfig,
-    PlayServer,
-    _origin_allowed,
-    create_app,
-    decode_frame,
-)
+from farsight.play.server import PlayServer, _origin_allowed, create_app
+from farsight.play.session import PlayConfig
+from farsight.play.wire import PROTOCOL_MAX_BYTES, decode_frame
 
 NOOP, UP, RIGHT, LEFT = 0, 1, 2, 3
 UPRIGHT = ACTION_MEANINGS.index("UPRIGHT")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from farsight.data.store import EpisodeStore, StoreWriter
-from farsight.play.protocol import PlayableEnv, check_controls
+from farsight.play.controls import PlayableEnv, check_controls
 from farsight.sampling import SamplingConfig
 from farsight.world_env import WorldModelEnv
 from tests.test_sampling import tiny_world_model

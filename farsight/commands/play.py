@@ -111,7 +111,8 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
 
 
 def run(args: argparse.Namespace) -> int:
-    from farsight.play.server import PlayConfig, create_app, serve
+    from farsight.play.server import create_app, serve
+    from farsight.play.session import PlayConfig
 
     if not 1 <= args.fps <= 60:
         raise UsageError(f"--fps {args.fps} must be in [1, 60]")
