@@ -12,7 +12,7 @@ import pytest
 from farsight.cli import main
 from farsight.config import ConfigError
 from farsight.errors import UsageError
-from farsight.eval.ablate import AblateSpec, check_spec, run_config, run_grid
+from farsight.eval.ablation import AblateSpec, check_spec, run_config, run_grid
 from farsight.eval.run import EvalConfig
 from farsight.eval.variants import DEFAULT_GRID, VARIANTS
 from farsight.sampling import SamplingConfig

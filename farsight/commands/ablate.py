@@ -6,7 +6,7 @@
         --autoencoder runs/ae_arena --token-autoencoder runs/ae_fsq --out runs/abl_mg
     farsight ablate --out runs/abl_arena --variants ... --seeds 3 --report-only
 
-The work is in ``farsight.eval.ablate``; the variants in ``farsight.eval.variants``.
+The work is in ``farsight.eval.ablation``; the variants in ``farsight.eval.variants``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def dynamics_recipes() -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from farsight.commands.rollout import set_threads
-    from farsight.eval.ablate import AblateSpec, run_grid, write_ablation_report
+    from farsight.eval.ablation import AblateSpec, run_grid, write_ablation_report
     from farsight.eval.run import EvalConfig
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -1,11 +1,12 @@
-"""Measuring instruments for world-model rollouts (issue #6).
+"""Measuring instruments for world-model rollouts, and the ablation grid that uses them.
 
 - ``metrics``: PSNR / SSIM / MSE per horizon at full and pooled resolution, latent MSE, Delta-PSNR.
 - ``positions``: arena player- and object-position error, miss, hit and spurious rates.
 - ``stats``: t intervals over seeds, bootstrap intervals over clips, paired differences.
 - ``report``: JSON / CSV / PNG / markdown writers (imports matplotlib; import it explicitly).
 - ``run``: ``farsight eval``'s driver (rollouts through WorldModelEnv; imports torch).
-- ``variants``, ``ablate``: ``farsight ablate``'s named variants and its resumable grid.
+- ``variants``, ``ablation``: ``farsight ablate``'s named variants and its resumable grid
+  (spec, runner, FLOP counting, TensorBoard reading, report).
 """
 
 from farsight.eval.metrics import (
