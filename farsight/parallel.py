@@ -157,11 +157,6 @@ def model_state(model: nn.Module) -> dict:
     return get_model_state_dict(model, options=_full_options())
 
 
-def sharded_values(model: nn.Module) -> list[Tensor]:
-    """Detached copies of this rank's parameter shards (e.g. an EMA of a sharded model)."""
-    return [local(p.detach()).clone() for p in model.parameters()]
-
-
 def gather_values(model: nn.Module, values: list[Tensor]) -> list[Tensor]:
     """Full tensors from per-rank shards laid out like ``model``'s parameters (collective)."""
     from torch.distributed.tensor import DTensor

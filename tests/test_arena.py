@@ -16,7 +16,6 @@ from farsight.envs.arena import (
     PLAYER_COLOR,
     WALL_WIDTH,
     ArenaEnv,
-    benchmark_steps,
     locate_by_color,
 )
 from farsight.envs.base import ArenaConfig
@@ -318,7 +317,3 @@ def test_pixel_noise():
     diff = np.stack([noisy, again]).astype(float) - clean
     assert abs(diff.mean()) < 0.5
     assert 7.0 < diff.std() < 9.0
-
-
-def test_benchmark_steps_runs():
-    assert benchmark_steps(n_steps=300) > 0

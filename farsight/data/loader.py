@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,20 +25,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from farsight.data.store import EpisodeStore
 
 STATE_PREFIX = "state."
-
-
-@dataclass
-class ClipConfig:
-    clip_len: int = 16
-    """Frames a model sees per clip."""
-    extra: int = 0
-    """Target-only frames after the clip (K_max - 1 for multi-frame heads)."""
-    stride: int = 1
-    """Take every stride-th frame."""
-    start_every: int = 1
-    """Distance between the start frames of consecutive clips of an episode."""
-    batch_size: int = 16
-    workers: int = 2
 
 
 class ClipDataset(Dataset):

@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
 from collections.abc import Callable
 from statistics import NormalDist
 from typing import Any
@@ -419,20 +418,3 @@ def _validate(cfg: ArenaConfig, size: int) -> None:
         problems.append("episode_steps must be >= 1")
     if problems:
         raise ConfigError("invalid env.arena config: " + "; ".join(problems))
-
-
-def benchmark_steps(
-    n_steps: int = 20000, size: int = 64, seed: int = 0, cfg: ArenaConfig | None = None
-) -> float:
-    """Env steps per second under a uniformly random policy, rendering every step.
-
-    Resets at truncation are included in the timing, action sampling is not.
-    """
-    env = ArenaEnv(cfg, size=size)
-    actions = np.random.default_rng(seed).integers(len(ACTION_MEANINGS), size=n_steps).tolist()
-    env.reset(seed=seed)
-    start = time.perf_counter()
-    for a in actions:
-        if env.step(a)[3]:
-            env.reset()
-    return n_steps / (time.perf_counter() - start)
