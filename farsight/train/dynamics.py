@@ -51,6 +51,7 @@ from farsight.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_che
 from farsight.train.config import TrainConfig
 from farsight.train.data import step_batches
 from farsight.train.loop import TrainResult, ValContext, seed_everything, train
+from farsight.train.rollout_context import RolloutContextConfig, with_generated_context
 
 KIND = "dynamics"
 
@@ -88,6 +89,8 @@ class DynamicsRunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """How this model's rollouts sample unless told otherwise (rollout, play, eval, the
     validation videos); ``--sampling.<field>`` flags override it."""
+    rollout_context: RolloutContextConfig = field(default_factory=RolloutContextConfig)
+    """Train on contexts the model generated itself (``train/rollout_context.py``)."""
     grad_cosine_every: int = 0
     """Log the cosine between per-head gradients on the shared trunk every N steps (0: off;
     costs one extra forward and one backward per head; a multiple of train.log_every)."""
@@ -325,6 +328,7 @@ class TrainObjective:
     """
 
     def __init__(self, cfg: DynamicsRunConfig, start_step: int, is_main: bool):
+        self.cfg = cfg
         self.objective = make_objective(cfg.objective)
         self.every = cfg.grad_cosine_every
         self.is_main = is_main
@@ -332,6 +336,17 @@ class TrainObjective:
 
     def __call__(self, model: nn.Module, batch: dict):
         self.step += 1
+        if self.cfg.rollout_context.fraction:
+            batch = with_generated_context(
+                model,
+                batch,
+                self.cfg.rollout_context,
+                self.cfg.sampling,
+                self.cfg.data.clip_len,
+                prediction=self.cfg.objective.prediction,
+                schedule=self.cfg.objective.schedule,
+                context_tau=self.cfg.objective.context_tau,
+            )
         loss, logs = self.objective(model, batch)
         # Rank 0 alone measures, except on a sharded model: there every rank holds a part.
         if (
@@ -431,6 +446,7 @@ def train_dynamics(
         cfg.model.validate()
         cfg.objective.validate()
         cfg.train.validate()
+        cfg.rollout_context.validate(cfg.objective.kind, cfg.data.clip_len)
         extra = cfg.model.heads.max_offset - 1
         dataset = cache.clips(
             cfg.data.clip_len, extra, cfg.data.stride, cfg.data.start_every, split="train"

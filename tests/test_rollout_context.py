@@ -1,0 +1,93 @@
+"""Training on the model's own rollouts (``farsight.train.rollout_context``)."""
+
+import pytest
+import torch
+
+from farsight.config import ConfigError
+from farsight.dynamics_config import dynamics_tiny
+from farsight.models.dynamics import DynamicsModel, actions_into_frames
+from farsight.sampling import rollout
+from farsight.sampling.config import SamplingConfig
+from farsight.train.rollout_context import RolloutContextConfig, with_generated_context
+
+T, EXTRA = 4, 2
+SAMPLING = SamplingConfig(steps=2, context_level=0.1)
+KW = dict(prediction="v", schedule="linear", context_tau=0.02)
+
+
+@pytest.fixture
+def model_and_batch(one_thread):
+    torch.manual_seed(0)
+    cfg = dynamics_tiny()
+    cfg.heads.offsets, cfg.heads.resolutions, cfg.heads.depths = (1,), (1,), ()
+    model = DynamicsModel(cfg)
+    # Break adaLN-Zero's zero init so that generated frames depend on the context.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    batch = {
+        "latents": torch.randn(6, T + EXTRA, 4, 8, 8),
+        "actions": torch.randint(0, 5, (6, T + EXTRA)),
+    }
+    return model.train(), batch
+
+
+def generated(model, batch, fraction, seed=0, min_prompt=1):
+    torch.manual_seed(seed)
+    cfg = RolloutContextConfig(fraction=fraction, min_prompt=min_prompt)
+    return with_generated_context(model, batch, cfg, SAMPLING, T, **KW)
+
+
+def test_only_the_context_after_the_prompt_is_replaced(model_and_batch):
+    model, batch = model_and_batch
+    out = generated(model, batch, fraction=0.5)
+    true, made = batch["latents"], out["latents"]
+    changed = (made != true).flatten(2).any(-1)  # (B, T + EXTRA): frames that differ
+    rows = changed.any(1)
+    assert int(rows.sum()) == 3  # half of the 6 clips
+    for row in changed[rows]:
+        first = int(row.int().argmax())
+        assert 1 <= first <= T - 2
+        assert row[first : T - 1].all()  # every frame after the prompt, up to the last input
+        assert not row[T - 1 :].any()  # the trained frame and the far heads' targets stay true
+    assert torch.equal(out["actions"], batch["actions"])
+    assert model.training  # back in training mode
+    assert not made.requires_grad and torch.isfinite(made).all()
+
+
+def test_generated_frames_are_the_models_rollout(model_and_batch):
+    """What the clip holds is what a rollout from its prompt gives: the same function as play
+    and eval use, not a training-only imitation of it."""
+    model, batch = model_and_batch
+    out = generated(model, batch, fraction=1.0, min_prompt=2)
+    torch.manual_seed(0)
+    prompt = int(torch.randint(2, T - 1, ()))
+    picks = torch.randperm(6)
+    seed = int(torch.randint(0, 2**62, ()))
+    model.eval()
+    state = rollout.new_state(model, torch.Generator().manual_seed(seed))
+    clips = batch["latents"][picks]
+    actions_in = actions_into_frames(batch["actions"][picks], model.start_action)
+    policy = SAMPLING.policy(KW["context_tau"])
+    rollout.prime(model, state, clips[:, :prompt], actions_in[:, :prompt], policy)
+    expect = rollout.generate(model, state, actions_in[:, prompt : T - 1], SAMPLING, **KW)
+    assert torch.allclose(out["latents"][picks, prompt : T - 1], expect)
+
+
+def test_same_seed_same_context_and_off_is_the_identity(model_and_batch):
+    model, batch = model_and_batch
+    a, b = generated(model, batch, 0.5, seed=3), generated(model, batch, 0.5, seed=3)
+    assert torch.equal(a["latents"], b["latents"])
+    assert not torch.equal(a["latents"], generated(model, batch, 0.5, seed=4)["latents"])
+    assert generated(model, batch, 0.0) is batch
+
+
+def test_config_is_checked():
+    RolloutContextConfig(0.5).validate("next_frame", 8)
+    with pytest.raises(ConfigError, match="objective.kind"):
+        RolloutContextConfig(0.5).validate("diffusion_forcing", 8)
+    with pytest.raises(ConfigError, match="fraction"):
+        RolloutContextConfig(1.5).validate("next_frame", 8)
+    with pytest.raises(ConfigError, match="min_prompt"):
+        RolloutContextConfig(0.5, min_prompt=7).validate("next_frame", 8)
+    RolloutContextConfig(0.0, min_prompt=7).validate("diffusion_forcing", 8)  # off: anything
