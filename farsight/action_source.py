@@ -24,7 +24,11 @@ import numpy as np
 
 from farsight.data.store import EpisodeStore
 from farsight.errors import FarsightError
+from farsight.eval.latent_actions import label_store
 from farsight.io import atomic_write, atomic_write_json, read_json
+from farsight.latents import compare_source, source_record, weights_fingerprint
+from farsight.train.checkpoint import resolve_checkpoint
+from farsight.train.lam import load_lam
 
 ACTION_SOURCES = ("true", "latent", "none")
 
@@ -78,8 +82,6 @@ def no_actions(store) -> RelabelledStore:
 
 
 def labels_path(lam: str | Path, frames_store: EpisodeStore) -> Path:
-    from farsight.train.checkpoint import resolve_checkpoint
-
     run = resolve_checkpoint(lam).resolve().parent
     return run / "latent_actions" / f"{frames_store.path.resolve().name}.npz"
 
@@ -89,10 +91,6 @@ def latent_labels(
 ) -> tuple[dict[int, np.ndarray], int, dict]:
     """{episode: (T,) latent actions} of every episode of ``frames_store`` (cached beside the
     LAM), the vocabulary size, and a record of the LAM."""
-    from farsight.eval.latent_actions import label_store
-    from farsight.latents import compare_source, source_record, weights_fingerprint
-    from farsight.train.lam import load_lam
-
     model, cfg, ckpt = load_lam(lam, device)
     fingerprint = weights_fingerprint(model.state_dict())
     record = {"lam": str(Path(ckpt["path"]).resolve()), "lam_step": int(ckpt["step"])}

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from farsight.errors import FarsightError
+from farsight.extras import missing_extra_message
 
 # Each module farsight.commands.<name> defines HELP (one line) and register(subparsers, argv)
 # (argv: the words after the command, for commands that build only the subcommand asked for);
@@ -100,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as e:
         # An optional dependency imported where it is used (farsight.extras): one line that
         # names the extra to install, not a traceback.
-        from farsight.extras import missing_extra_message
-
         message = missing_extra_message(e.name or "", f"farsight {args.command}")
         if message is None:
             raise

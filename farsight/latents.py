@@ -48,8 +48,10 @@ from farsight.data.store import MANIFEST, EpisodeStore, StoreError, StoreWriter
 from farsight.errors import FarsightError
 from farsight.io import atomic_write_json, read_json
 from farsight.models.autoencoder import Autoencoder, frames_to_images
+from farsight.precision import resolve_device
 from farsight.shell import command_line
-from farsight.train.precision import resolve_device
+from farsight.train.autoencoder import load_autoencoder
+from farsight.train.checkpoint import resolve_checkpoint
 
 CACHE_FORMAT = "farsight-latent-cache"
 CACHE_VERSION = 1
@@ -304,8 +306,6 @@ def open_cache(
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
-    from farsight.train.autoencoder import load_autoencoder
-
     model, _, _ = load_autoencoder(path)
     return weights_fingerprint(model.state_dict())
 
@@ -314,8 +314,6 @@ def default_cache_path(autoencoder: str | Path, data: str | Path) -> Path:
     """``RUN/latents/<store folder name>-<hash of its path>``: a cache belongs to the
     autoencoder that made it, and to one store: stores in folders of the same name (every
     ``.../data``) get caches of their own."""
-    from farsight.train.checkpoint import resolve_checkpoint
-
     run = resolve_checkpoint(autoencoder).resolve().parent
     store = Path(data).resolve()
     key = hashlib.sha256(str(store).encode()).hexdigest()[:10]
@@ -375,9 +373,6 @@ def build_cache(
     build and extends a cache whose store has grown; refuses a cache made by another
     autoencoder, at another precision or from a changed store unless ``overwrite``.
     """
-    from farsight.train.autoencoder import load_autoencoder
-    from farsight.train.checkpoint import resolve_checkpoint
-
     if dtype not in DTYPES:
         raise FarsightError(f"latent dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     ckpt_path = resolve_checkpoint(autoencoder).resolve()

@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,27 +52,45 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
+from farsight.action_source import store_for_model
 from farsight.data.store import EpisodeStore
 from farsight.dynamics_config import ObjectiveConfig
-from farsight.envs.base import FarsightEnv
+from farsight.envs import EnvConfig, make_env
+from farsight.envs.base import ArenaConfig, FarsightEnv
+from farsight.envs.controls import validate_settings
 from farsight.models.autoencoder import Autoencoder, frames_to_images, images_to_frames
 from farsight.models.dynamics import DynamicsModel, actions_into_frames
-from farsight.play.protocol import validate_settings
+from farsight.models.tokens import fsq_digits
 from farsight.sampling.config import SamplingConfig, model_sampling
 from farsight.sampling.context import CONTEXT_POLICIES
+from farsight.sampling.maskgit import CLEAN, clean_input, generate_tokens, sample_token_frame
 from farsight.sampling.rollout import RolloutState, generate, new_state, prime, sample_chunk
 from farsight.sampling.samplers import SAMPLERS
 from farsight.sampling.schedules import autoregressive_schedule
 
 
 class WorldModelLike(Protocol):
-    """What the env needs of a loaded world model (``farsight.train.dynamics.WorldModel``)."""
+    """What the env needs of a loaded world model (``farsight.world_model.WorldModel``)."""
 
     dynamics: DynamicsModel
     autoencoder: Autoencoder
     objective: ObjectiveConfig
     meta: dict
     context_frames: int
+
+
+@dataclass
+class WorldModelParts:
+    """The parts of a world model the env runs: a dynamics run's validation hands over these;
+    a loaded ``WorldModel`` adds its run config and step."""
+
+    dynamics: DynamicsModel
+    autoencoder: Autoencoder
+    objective: ObjectiveConfig
+    meta: dict
+    """The recorded env's metadata: env_id, size, action_meanings, ..."""
+    context_frames: int
+    """Clip length the model was trained on."""
 
 
 def action_meanings_from(meta: dict, num_actions: int) -> tuple[str, ...]:
@@ -172,8 +191,6 @@ class WorldModelEnv(FarsightEnv):
             raise ValueError(f"prompt_frames={self.prompt_frames} must be >= 1")
         self.store = EpisodeStore(store) if isinstance(store, str | Path) else store
         if self.store is not None:
-            from farsight.action_source import store_for_model
-
             # A model trained on latent (or no) actions reads the store's episodes that way.
             self.store = store_for_model(world_model, self.store, self.device)
         self.prompt_split = prompt_split
@@ -226,8 +243,6 @@ class WorldModelEnv(FarsightEnv):
     @property
     def policy(self):
         if self.token_levels:
-            from farsight.sampling.maskgit import CLEAN
-
             return CLEAN
         return self.sampling.policy(self.objective.context_tau)
 
@@ -257,8 +272,6 @@ class WorldModelEnv(FarsightEnv):
 
     def _env_prompt(self) -> tuple[np.ndarray, np.ndarray, str]:
         """A fresh real env of the recorded kind, run with uniformly random actions."""
-        from farsight.envs import EnvConfig, make_env
-        from farsight.envs.base import ArenaConfig
 
         meta = self.world_model.meta
         env_meta = meta.get("env", meta)
@@ -352,8 +365,6 @@ class WorldModelEnv(FarsightEnv):
         action = self._check_action(action)
         t0 = time.perf_counter()
         if self.token_levels:
-            from farsight.sampling.maskgit import sample_token_frame
-
             digits = sample_token_frame(
                 self.model,
                 self.state,
@@ -412,8 +423,6 @@ class WorldModelEnv(FarsightEnv):
                 on_frame(index, frames[-1])
 
         if self.token_levels:
-            from farsight.sampling.maskgit import generate_tokens
-
             generate_tokens(
                 self.model,
                 self.state,
@@ -462,9 +471,6 @@ class WorldModelEnv(FarsightEnv):
         token input of the frames, unmasked (1, P, C + 1, h, w)."""
         images = frames_to_images(torch.from_numpy(np.ascontiguousarray(frames))).to(self.device)
         if self.token_levels:
-            from farsight.models.tokens import fsq_digits
-            from farsight.sampling.maskgit import clean_input
-
             pre = self.autoencoder.encode(images)[0].unsqueeze(0)
             return clean_input(fsq_digits(self.autoencoder.fsq, pre), self.token_levels)
         latents = self.autoencoder.encode_normalized(images)
@@ -480,7 +486,6 @@ class WorldModelEnv(FarsightEnv):
     def _token_frame(self, digits: Tensor) -> Tensor:
         """MaskGIT: a frame's digits (B, C, h, w) -> its unmasked token input (B, C + 1, h, w),
         the same space ``encode`` maps true frames to (so latent errors compare like with like)."""
-        from farsight.sampling.maskgit import clean_input
 
         return clean_input(digits.unsqueeze(1), self.token_levels)[:, 0]
 

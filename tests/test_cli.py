@@ -78,8 +78,8 @@ def test_base_install_runs_without_the_extras(tmp_path):
         assert main(["data", "info", "store"]) == 0
         code = main(["train", "autoencoder", "ae_tiny", "--data", "store", "--out", "run"])
         print("train exit", code)
-        from farsight.eval.metrics import ssim
         from farsight.extras import MissingExtraError
+        from farsight.metrics import ssim
         try:
             ssim([[[[0, 0, 0]] * 8] * 8], [[[[0, 0, 0]] * 8] * 8])
         except MissingExtraError as e:

@@ -11,20 +11,10 @@ import pytest
 from farsight.envs.arena import OBJECT_COLORS, ArenaEnv
 from farsight.envs.base import ArenaConfig
 from farsight.eval import stats
-from farsight.eval.metrics import (
-    delta_psnr,
-    downsample,
-    horizons,
-    latent_mse_rows,
-    psnr,
-    psnr_from_mse,
-    rollout_metrics,
-    ssim,
-    ssim_window,
-    to_frames,
-)
+from farsight.eval.metrics import delta_psnr, horizons, latent_mse_rows, rollout_metrics
 from farsight.eval.positions import position_metrics, read_entities
 from farsight.eval.stats import bootstrap_ci, mean_ci, paired_diff_ci
+from farsight.metrics import downsample, psnr, psnr_from_mse, ssim, ssim_window, to_frames
 
 
 def smooth_frames(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

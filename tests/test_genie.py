@@ -11,9 +11,10 @@ import pytest
 from farsight.action_source import ActionSourceError, relabel, store_for_model
 from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.play.keymap import keymap
-from farsight.train.dynamics import DYNAMICS_RECIPES, load_world_model, train_dynamics
+from farsight.train.dynamics import DYNAMICS_RECIPES, train_dynamics
 from farsight.train.lam import LAM_RECIPES, train_lam
 from farsight.world_env import WorldModelEnv
+from farsight.world_model import load_world_model
 
 # Every test here trains an autoencoder, a LAM and dynamics runs end to end.
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]

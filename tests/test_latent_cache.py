@@ -92,7 +92,7 @@ def test_cache_is_the_same_on_bf16_and_avx2_only_cpus(tmp_path, store, kind, mon
     """``farsight encode`` with its defaults, on a CPU whose bf16 is fast (AVX512-BF16/AMX:
     ``auto`` would pick bf16) and on an AVX2-only one (``auto`` -> fp32), simulated by the
     capability check: byte-identical caches, both recorded as encoded at fp32."""
-    from farsight.train import precision
+    from farsight import precision
 
     ckpt = make_checkpoint(tmp_path / "ae.pt", kind)
     caches = {}

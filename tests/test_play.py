@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 
 from farsight.envs import EnvConfig, make_env
 from farsight.envs.arena import ACTION_MEANINGS
-from farsight.play.controls import check_controls, validate_settings
+from farsight.envs.controls import check_controls, validate_settings
 from farsight.play.keymap import keymap, parse_combo
 from farsight.play.server import PlayServer, _origin_allowed, create_app
 from farsight.play.session import PlayConfig

@@ -12,12 +12,8 @@ import torch
 from farsight.data.store import StoreWriter
 from farsight.errors import UsageError
 from farsight.train.checkpoint import load_checkpoint
-from farsight.train.dynamics import (
-    DYNAMICS_RECIPES,
-    DynamicsRunConfig,
-    load_world_model,
-    train_dynamics,
-)
+from farsight.train.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig, train_dynamics
+from farsight.world_model import load_world_model
 
 # Every test here trains runs or starts torchrun.
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]

@@ -12,6 +12,7 @@ import torch
 from farsight.cli import main
 from farsight.config import build_config
 from farsight.data.store import EpisodeStore, StoreWriter
+from farsight.precision import autocast, resolve_precision
 from farsight.train.autoencoder import (
     AE_RECIPES,
     AutoencoderRunConfig,
@@ -22,7 +23,6 @@ from farsight.train.autoencoder import (
 from farsight.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from farsight.train.data import ResumableSampler, step_batches
 from farsight.train.ema import EMA
-from farsight.train.precision import autocast, resolve_precision
 from farsight.train.schedule import lr_factor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -132,7 +132,7 @@ def test_precision_never_fp16():
 def test_auto_precision_follows_the_cpu(monkeypatch, fast_bf16, want):
     """AVX512-BF16/AMX CPUs get bf16 from ``auto``, AVX2-only ones fp32 (simulated here, so
     both paths are tested on either kind of machine); bf16 asked on the latter warns."""
-    from farsight.train import precision
+    from farsight import precision
 
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: fast_bf16)
     cpu = torch.device("cpu")

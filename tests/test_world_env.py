@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from farsight.data.store import EpisodeStore, StoreWriter
-from farsight.play.controls import PlayableEnv, check_controls
+from farsight.envs.controls import PlayableEnv, check_controls
 from farsight.sampling import SamplingConfig
 from farsight.world_env import WorldModelEnv
 from tests.test_sampling import tiny_world_model
@@ -157,7 +157,7 @@ def test_autoregressive_generate_equals_stepping(world_model, store):
 
 
 def test_rollout_command_writes_truth_and_generation_side_by_side(world_model, store, tmp_path):
-    from farsight.commands.rollout import write_rollout_video
+    from farsight.rollout_video import write_rollout_video
 
     out = tmp_path / "rollout.mp4"
     result = write_rollout_video(
@@ -187,11 +187,11 @@ def test_rollout_command_writes_truth_and_generation_side_by_side(world_model, s
 
 
 def test_play_ckpt_branch_serves_world_model_envs(world_model, store, monkeypatch):
-    import farsight.train.dynamics as dynamics_training
+    import farsight.world_model as world_model_module
     from farsight.cli import build_parser
     from farsight.commands.play import env_factory
 
-    monkeypatch.setattr(dynamics_training, "load_world_model", lambda path, device: world_model)
+    monkeypatch.setattr(world_model_module, "load_world_model", lambda path, device: world_model)
     args = build_parser().parse_args(
         [
             "play",

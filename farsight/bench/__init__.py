@@ -45,6 +45,7 @@ def median_rate(
 
 
 def machine() -> dict:
+    # Imported when a result is saved: registering `farsight bench env` needs no torch.
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -58,7 +59,7 @@ def machine() -> dict:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "torch_threads": __import__("torch").get_num_threads(),
+        "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,

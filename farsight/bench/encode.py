@@ -16,6 +16,13 @@ import numpy as np
 import torch
 
 from farsight.bench import Row, median_rate
+from farsight.config import build_config
+from farsight.data.store import EpisodeStore, StoreWriter
+from farsight.latents import build_cache
+from farsight.models.autoencoder import Autoencoder, frames_to_images
+from farsight.precision import autocast, bf16_is_fast, resolve_device
+from farsight.train.autoencoder import AE_RECIPES, load_autoencoder
+from farsight.train.checkpoint import save_checkpoint
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,14 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> list[Row]:
-    from farsight.config import build_config
-    from farsight.data.store import EpisodeStore, StoreWriter
-    from farsight.latents import build_cache
-    from farsight.models.autoencoder import Autoencoder, frames_to_images
-    from farsight.train.autoencoder import AE_RECIPES, load_autoencoder
-    from farsight.train.checkpoint import save_checkpoint
-    from farsight.train.precision import autocast, bf16_is_fast, resolve_device
-
     device = resolve_device(args.device)
     if args.autoencoder:
         model, cfg, _ = load_autoencoder(args.autoencoder, device)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from farsight.bench import Row, median_rate
+from farsight.envs import EnvConfig, make_env
 
 DEFAULT_ENVS = ["arena", "ALE/Breakout-v5", "crafter", "vizdoom/health_gathering"]
 
@@ -17,10 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def env_rate(env_id: str, size: int, steps: int, repeats: int) -> float:
-    import numpy as np
-
-    from farsight.envs import EnvConfig, make_env
-
     env = make_env(EnvConfig(id=env_id, size=size))
     rng = np.random.default_rng(0)
     n_actions = env.action_space.n
@@ -39,6 +38,7 @@ def env_rate(env_id: str, size: int, steps: int, repeats: int) -> float:
 
 
 def run(args: argparse.Namespace) -> list:
+    # torch, imported when the benchmark runs: `farsight bench env --help` imports this module.
     import torch
 
     torch.set_num_threads(1)

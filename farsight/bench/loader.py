@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import tempfile
 import time
 
+import numpy as np
+
 from farsight.bench import Row
+from farsight.data.recorder import RecordConfig, record
+from farsight.data.store import EpisodeStore, StoreWriter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def loader_rate(store, args, workers: int, key: str) -> list[float]:
+    # torch, imported when the benchmark runs: `farsight bench loader --help` imports this module.
     from farsight.data.loader import ClipDataset, make_loader
 
     ds = ClipDataset(store, args.clip_len, extra=args.extra, split="train")
@@ -46,10 +52,6 @@ def loader_rate(store, args, workers: int, key: str) -> list[float]:
 
 def latent_store(path, frames_store) -> None:
     """A latent store shaped like the quickstart cache, episode for episode."""
-    import numpy as np
-
-    from farsight.data.store import StoreWriter
-
     rng = np.random.default_rng(0)
     arrays = {"latents": ((8, 16, 16), "float16"), "actions": ((), "int64")}
     writer = StoreWriter(path, frames_store.meta, arrays)
@@ -62,6 +64,7 @@ def latent_store(path, frames_store) -> None:
 
 def step_seconds(args, num_actions: int) -> list[float]:
     """Seconds per training step of the quickstart dynamics model on one batch of clips."""
+    # torch, imported when the benchmark runs: `farsight bench loader --help` imports this module.
     import torch
 
     from farsight.dynamics_config import ObjectiveConfig, dynamics_quickstart
@@ -91,11 +94,6 @@ def step_seconds(args, num_actions: int) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> list:
-    import statistics
-
-    from farsight.data.recorder import RecordConfig, record
-    from farsight.data.store import EpisodeStore
-
     with tempfile.TemporaryDirectory() as tmp:
         path = args.data
         if path is None:

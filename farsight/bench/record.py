@@ -7,6 +7,8 @@ import tempfile
 import time
 
 from farsight.bench import Row
+from farsight.data.recorder import RecordConfig, record
+from farsight.envs import EnvConfig
 
 DEFAULT_ENVS = ["arena", "ALE/Breakout-v5", "crafter", "vizdoom/health_gathering"]
 
@@ -18,9 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> list:
-    from farsight.data.recorder import RecordConfig, record
-    from farsight.envs import EnvConfig
-
     rows = []
     for env_id in args.envs:
         for workers in args.workers:

@@ -18,15 +18,28 @@ timed at ``--threads`` (default 1), frames/s also at each count in ``--compare-t
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import os
 import statistics
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from farsight.bench import Row
+from farsight.dynamics_config import ObjectiveConfig
+from farsight.envs.arena import ACTION_MEANINGS
+from farsight.models.autoencoder import Autoencoder
+from farsight.models.dynamics import DynamicsModel
+from farsight.precision import resolve_device
+from farsight.sampling import SamplingConfig, generate
+from farsight.sampling.config import model_sampling
+from farsight.train.autoencoder import ae_arena
+from farsight.train.dynamics import DYNAMICS_RECIPES
+from farsight.world_env import WorldModelEnv, WorldModelParts
+from farsight.world_model import load_world_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,27 +84,20 @@ def resident_bytes() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
-        import resource
+        import resource  # Unix only: imported where the Linux path is unavailable
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def quickstart_world_model(device: torch.device):
     """A randomly initialised world model of the quickstart recipe's shape (timing only)."""
-    from farsight.dynamics_config import ObjectiveConfig
-    from farsight.envs.arena import ACTION_MEANINGS
-    from farsight.models.autoencoder import Autoencoder
-    from farsight.models.dynamics import DynamicsModel
-    from farsight.train.autoencoder import ae_arena
-    from farsight.train.dynamics import DYNAMICS_RECIPES
-
     torch.manual_seed(0)
     autoencoder = Autoencoder(ae_arena().model)
     cfg = DYNAMICS_RECIPES.get("dyn_quickstart").model
     cfg.latent_channels = autoencoder.cfg.channels
     cfg.num_actions = len(ACTION_MEANINGS)
     dynamics = DynamicsModel(cfg)
-    return SimpleNamespace(
+    return WorldModelParts(
         dynamics=dynamics.to(device).eval().requires_grad_(False),
         autoencoder=autoencoder.to(device).eval().requires_grad_(False),
         objective=ObjectiveConfig(),
@@ -101,14 +107,8 @@ def quickstart_world_model(device: torch.device):
 
 
 def run(args: argparse.Namespace) -> list[Row]:
-    from farsight.sampling import SamplingConfig, generate
-    from farsight.train.precision import resolve_device
-    from farsight.world_env import WorldModelEnv
-
     device = resolve_device(args.device)
     if args.ckpt:
-        from farsight.train.dynamics import load_world_model
-
         world_model = load_world_model(args.ckpt, device)
         what = f"checkpoint {args.ckpt}"
     else:
@@ -117,8 +117,6 @@ def run(args: argparse.Namespace) -> list[Row]:
     cfg = world_model.dynamics.cfg
     objective = world_model.objective
     if not args.steps:
-        from farsight.sampling.config import model_sampling
-
         args.steps = model_sampling(world_model).steps
     params = sum(p.numel() for p in world_model.dynamics.parameters()) / 1e6
     h, w = cfg.latent_size
@@ -306,19 +304,13 @@ def run(args: argparse.Namespace) -> list[Row]:
 def oasis_window_rows(world_model, args, prompt: np.ndarray, actions: np.ndarray) -> list[Row]:
     """The KV-cache speedup at open-oasis's window: a copy of the model with ``--oasis-window``
     (random weights: speed does not depend on them), cached vs recomputing that window."""
-    import copy
-    import dataclasses
-
-    from farsight.models.dynamics import DynamicsModel
-    from farsight.sampling import SamplingConfig
-    from farsight.world_env import WorldModelEnv
 
     window = args.oasis_window
     dyn_cfg = dataclasses.replace(copy.deepcopy(world_model.dynamics.cfg), window=window)
     torch.manual_seed(0)
     device = next(world_model.dynamics.parameters()).device
     dynamics = DynamicsModel(dyn_cfg).to(device).eval().requires_grad_(False)
-    model = SimpleNamespace(**{**vars(world_model), "dynamics": dynamics})
+    model = dataclasses.replace(world_model, dynamics=dynamics)
     model.context_frames = window
     prompt = np.concatenate([prompt] * (1 + window // len(prompt)))[-window:]
     envs = {}
@@ -347,8 +339,6 @@ def oasis_window_rows(world_model, args, prompt: np.ndarray, actions: np.ndarray
 def memory_rows(env, frames: int, rng: np.random.Generator) -> list[Row]:
     """Step one rollout ``frames`` frames through ``WorldModelEnv.step`` (decoding included),
     reading the process's resident memory and the rollout state's tensor bytes as it goes."""
-    from tqdm import tqdm
-
     marks = sorted({min(1000, frames), frames // 2, frames})
     seen, t0 = {}, time.perf_counter()
     actions = rng.integers(0, env.action_space.n, frames)

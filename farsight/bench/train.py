@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> float:
+    # torch, imported when the benchmark runs: `farsight bench train --help` imports this module.
     import torch
 
     a = torch.randn(n, n, device=device, dtype=dtype)
@@ -47,12 +48,13 @@ def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> float:
 
 def time_steps(cfg, objective_cfg, args, device, precision) -> tuple[list[float], int, int]:
     """Seconds per training step, FLOPs per step, tokens per step."""
+    # torch, imported when the benchmark runs: `farsight bench train --help` imports this module.
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from farsight.models.dynamics import DynamicsModel
     from farsight.objectives import make_objective
-    from farsight.train.precision import autocast
+    from farsight.precision import autocast
 
     torch.manual_seed(0)
     model = DynamicsModel(cfg).to(device)
@@ -89,11 +91,12 @@ def time_steps(cfg, objective_cfg, args, device, precision) -> tuple[list[float]
 
 
 def run(args: argparse.Namespace) -> list:
+    # torch, imported when the benchmark runs: `farsight bench train --help` imports this module.
     import torch
 
     from farsight.dynamics_config import DYNAMICS_SIZES, HEADS_PRESETS
+    from farsight.precision import resolve_device, resolve_precision
     from farsight.train.dynamics import DYNAMICS_RECIPES
-    from farsight.train.precision import resolve_device, resolve_precision
 
     if args.threads:
         torch.set_num_threads(args.threads)

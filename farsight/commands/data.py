@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from farsight.errors import UsageError
+
 HELP = "inspect an episode store"
 
 
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def run_info(args: argparse.Namespace) -> int:
+    # Imported when the command runs: cli imports every command module at startup.
     import numpy as np
 
     from farsight.data.store import SPLITS, EpisodeStore
@@ -77,10 +80,10 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_preview(args: argparse.Namespace) -> int:
+    # Imported when the command runs: cli imports every command module at startup.
     from tqdm import tqdm
 
     from farsight.data.store import EpisodeStore
-    from farsight.errors import UsageError
     from farsight.video import caption, upscale, write_video
 
     store = EpisodeStore(args.store)

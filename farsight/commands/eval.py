@@ -20,6 +20,7 @@ HELP = (
 
 
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    # Imported when this command's parser is built: cli imports every command module.
     from farsight.sampling.config import add_sampling_arguments
 
     p = sub.add_parser(
@@ -52,10 +53,11 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported when the command runs: cli imports every command module at startup.
     from farsight.commands.rollout import set_threads
     from farsight.eval.run import EvalConfig, eval_checkpoint
+    from farsight.precision import resolve_device
     from farsight.sampling.config import sampling_from_args, sampling_overrides
-    from farsight.train.precision import resolve_device
 
     if args.episodes < 1 or args.horizon < 1 or args.prompt_frames < 0:
         raise UsageError("--episodes and --horizon must be >= 1, --prompt-frames >= 0")

@@ -15,6 +15,7 @@ HELP = "play an environment (--env) or a trained world model (--ckpt) live in th
 
 
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
+    # Imported when this command's parser is built: cli imports every command module.
     from farsight.envs import ENV_IDS
     from farsight.sampling.config import add_sampling_arguments
 
@@ -62,6 +63,7 @@ def env_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], str]:
         return world_model_factory(args)
     if args.env is None:
         raise UsageError("say what to play: --env ENV_ID (e.g. --env arena) or --ckpt RUN")
+    # Imported when the command runs: cli imports every command module at startup.
     from farsight.envs import EnvConfig, make_env
 
     cfg = EnvConfig(id=args.env, size=args.size)
@@ -76,11 +78,12 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
     cache and generator) over the shared, read-only weights. Prompts come from ``--data`` (a
     random held-out episode per reset) or, without it, from a fresh real env of the recorded
     kind."""
+    # Imported when the command runs: cli imports every command module at startup.
     from farsight.commands.rollout import set_threads
+    from farsight.precision import resolve_device
     from farsight.sampling.config import model_sampling, sampling_from_args
-    from farsight.train.dynamics import load_world_model
-    from farsight.train.precision import resolve_device
     from farsight.world_env import WorldModelEnv
+    from farsight.world_model import load_world_model
 
     if args.env is not None:
         raise UsageError("--env and --ckpt exclude each other: play an env or a world model")
@@ -90,6 +93,7 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
     sampling = sampling_from_args(args, model_sampling(world_model))
     store = None
     if args.data:
+        # Imported when the command runs: cli imports every command module at startup.
         from farsight.data.store import EpisodeStore
 
         store = EpisodeStore(args.data)
@@ -111,6 +115,7 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported when the command runs: cli imports every command module at startup.
     from farsight.play.server import create_app, serve
     from farsight.play.session import PlayConfig
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from farsight.io import atomic_write
+from farsight.shell import command_line
+
 HELP = "record the arena, train a small world model, write a rollout video"
 
 
@@ -41,12 +44,11 @@ def _done(out: Path, stage: str) -> bool:
 
 
 def _mark_done(out: Path, stage: str) -> None:
-    from farsight.io import atomic_write
-
     atomic_write(out / f".{stage}.done", lambda f: f.write(b"ok\n"))
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported when the command runs: cli imports every command module at startup.
     from farsight.config import apply_overrides
     from farsight.data.recorder import RECORD_RECIPES, record
     from farsight.latents import build_cache
@@ -98,15 +100,17 @@ def run(args: argparse.Namespace) -> int:
         train_dynamics(dyn, dyn_run, resume=(dyn_run / "checkpoint.pt").exists())
         _mark_done(out, "dynamics")
 
+    # Imported when the command runs: cli imports every command module at startup.
     from farsight.train.curves import write_curves
 
     kind = DYNAMICS_RECIPES.get("dyn_quickstart").objective.kind.replace("_", "-")
     curves = write_curves(dyn_run, out / "curves.png", f"quickstart dynamics ({kind} diffusion)")
     video = out / "rollout.mp4"
     print(f"[5/5] writing an open-loop rollout of a held-out episode to {video}")
-    from farsight.commands.rollout import write_rollout_video
+    # Imported when the command runs: cli imports every command module at startup.
     from farsight.data.store import EpisodeStore
-    from farsight.train.dynamics import load_world_model
+    from farsight.rollout_video import write_rollout_video
+    from farsight.world_model import load_world_model
 
     rollout = write_rollout_video(
         load_world_model(dyn_run), EpisodeStore(store), video, frames=120, seed=args.seed
@@ -120,8 +124,6 @@ def run(args: argparse.Namespace) -> int:
 def next_steps(out: Path, video: Path, dyn_run: Path, curves: Path) -> list[str]:
     """What the quickstart made and the commands to go on with; each runs where it is pasted,
     also in a fresh shell where the virtual environment is not active."""
-    from farsight.shell import command_line
-
     play = command_line("play", "--ckpt", dyn_run)
     tensorboard = command_line("--logdir", out, program="tensorboard")
     return [

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 from farsight.cli import Parser
+from farsight.config import build_config
+from farsight.errors import UsageError
 
 
 class Trainer(NamedTuple):
     module: str
-    """Defines run_command(args) and the RecipeBook ``recipes`` names."""
+    """Defines the RecipeBook ``recipes`` names (and ``run_command(args)`` unless this module
+    has a runner for it in ``RUNNERS``)."""
     recipes: str
     help: str
     data: str
@@ -105,7 +109,43 @@ def add_common_arguments(p: argparse.ArgumentParser, data_help: str) -> argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    return importlib.import_module(args.trainer_module).run_command(args)
+    runner = RUNNERS.get(args.model)
+    if runner is None:
+        return importlib.import_module(args.trainer_module).run_command(args)
+    return runner(args)
+
+
+def run_autoencoder(args: argparse.Namespace) -> int:
+    # Imported when the command runs: the trainer imports torch, which --help never needs.
+    from farsight.train.autoencoder import AE_RECIPES, AutoencoderRunConfig, train_autoencoder
+    from farsight.train.checkpoint import CHECKPOINT_NAME
+
+    cfg = config_from_args(args, AE_RECIPES, "ae_cpu", AutoencoderRunConfig)
+    if args.data:
+        cfg.data.path = str(Path(args.data).resolve())
+    result = train_autoencoder(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"run {args.out}: step {result.step} ({result.stopped}); checkpoint {CHECKPOINT_NAME}")
+    return 0
+
+
+def run_dynamics(args: argparse.Namespace) -> int:
+    # Imported when the command runs: the trainer imports torch, which --help never needs.
+    from farsight.train.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig, train_dynamics
+
+    cfg = config_from_args(args, DYNAMICS_RECIPES, "dyn_quickstart", DynamicsRunConfig)
+    for key, value in (("path", args.data), ("autoencoder", args.autoencoder)):
+        if value:
+            setattr(cfg.data, key, str(Path(value).resolve()))
+    result = train_dynamics(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"run {args.out}: step {result.step} ({result.stopped})")
+    return 0
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "autoencoder": run_autoencoder,
+    "dynamics": run_dynamics,
+}
+"""The trainers whose command line is turned into a run here; others define run_command."""
 
 
 def config_from_args(args: argparse.Namespace, book, default_recipe: str, empty):
@@ -114,8 +154,7 @@ def config_from_args(args: argparse.Namespace, book, default_recipe: str, empty)
     With ``--resume`` the checkpoint's stored config is used, so no recipe, flag or override
     is accepted and ``empty()`` (a default config, for re-pointed data paths) is returned.
     """
-    from farsight.config import build_config
-    from farsight.errors import UsageError
+    # Imported when a run starts: checkpoints import torch, which --help never needs.
     from farsight.train.checkpoint import CHECKPOINT_NAME, CheckpointError
 
     recipe, overrides = args.recipe, list(args.overrides)

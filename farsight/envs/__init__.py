@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from farsight.config import ConfigError
+from farsight.envs.arena import ArenaEnv
 from farsight.envs.base import ArenaConfig, EnvConfig, FarsightEnv, StateSpec
 
 __all__ = ["ArenaConfig", "EnvConfig", "FarsightEnv", "StateSpec", "make_env", "ENV_IDS"]
@@ -20,9 +21,9 @@ def make_env(cfg: EnvConfig) -> FarsightEnv:
     """Build the environment named by ``cfg.id``; the seed is given to ``reset``."""
     env_id = cfg.id
     if env_id == "arena":
-        from farsight.envs.arena import ArenaEnv
-
         return ArenaEnv(cfg.arena, size=cfg.size)
+    # The real games are imported when asked for: they need the games extra (ale-py, crafter,
+    # vizdoom), which a base install lacks.
     if env_id.startswith("ALE/"):
         from farsight.envs.atari import AtariEnv
 

@@ -9,20 +9,10 @@
   (spec, runner, FLOP counting, TensorBoard reading, report).
 """
 
-from farsight.eval.metrics import (
-    MetricRow,
-    delta_psnr,
-    downsample,
-    horizons,
-    latent_mse_rows,
-    mse,
-    psnr,
-    psnr_from_mse,
-    rollout_metrics,
-    ssim,
-)
+from farsight.eval.metrics import MetricRow, delta_psnr, horizons, latent_mse_rows, rollout_metrics
 from farsight.eval.positions import position_metrics, read_entities
 from farsight.eval.stats import Interval, bootstrap_ci, mean_ci, paired_diff_ci
+from farsight.metrics import downsample, mse, psnr, psnr_from_mse, ssim
 
 __all__ = [
     "Interval",

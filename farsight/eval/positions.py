@@ -96,8 +96,9 @@ import numpy as np
 
 from farsight.envs.arena import OBJECT_COLORS, PLAYER_COLOR, locate_by_color
 from farsight.envs.atari_ram import NATIVE_HEIGHT, NATIVE_WIDTH, RamMap, ram_map
-from farsight.eval.metrics import MetricRow, psnr_from_mse, resolve_horizons
+from farsight.eval.metrics import MetricRow, resolve_horizons
 from farsight.eval.stats import bootstrap_ci
+from farsight.metrics import psnr_from_mse
 
 DEFAULT_MARGIN = 4.0
 """Half-extent of the arena's shapes at the default object radius 3.5: covered pixel centres

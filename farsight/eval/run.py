@@ -47,8 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from farsight.config import apply_overrides
+from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
 from farsight.eval.metrics import MetricRow, delta_psnr, horizons, rollout_metrics
 from farsight.eval.positions import (
@@ -59,8 +61,18 @@ from farsight.eval.positions import (
     scene_objects,
     window_psnr_rows,
 )
+from farsight.eval.report import (
+    markdown_table,
+    row_to_json,
+    summarize,
+    summary_table,
+    write_report,
+    write_strip,
+)
 from farsight.io import atomic_write, atomic_write_json
 from farsight.sampling.config import SamplingConfig, model_sampling
+from farsight.world_env import WorldModelEnv
+from farsight.world_model import load_world_model
 
 ARENA_STATE_KEYS = ("state.player", "state.camera", "state.objects")
 DONE_FILE = "README.md"
@@ -155,30 +167,23 @@ def pick_clips(store, split: str, length: int, count: int, seed: int) -> list[Cl
     return clips
 
 
-def _recording_env_class():
-    from farsight.world_env import WorldModelEnv
+class LatentRecordingEnv(WorldModelEnv):
+    """WorldModelEnv that keeps the latents it decodes: the generated latents, which
+    latent MSE compares with the encoder's latents of the true frames."""
 
-    class LatentRecordingEnv(WorldModelEnv):
-        """WorldModelEnv that keeps the latents it decodes: the generated latents, which
-        latent MSE compares with the encoder's latents of the true frames."""
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.decoded: list = []
 
-        def __init__(self, *args: Any, **kwargs: Any):
-            super().__init__(*args, **kwargs)
-            self.decoded: list = []
+    def decode(self, latents):
+        self.decoded.append(latents.detach().float().cpu())
+        return super().decode(latents)
 
-        def decode(self, latents):
-            self.decoded.append(latents.detach().float().cpu())
-            return super().decode(latents)
-
-        def take_latents(self) -> np.ndarray:
-            """(G, C, h, w) latents decoded since the last call."""
-            import torch
-
-            out = torch.cat(self.decoded).numpy()
-            self.decoded = []
-            return out
-
-    return LatentRecordingEnv
+    def take_latents(self) -> np.ndarray:
+        """(G, C, h, w) latents decoded since the last call."""
+        out = torch.cat(self.decoded).numpy()
+        self.decoded = []
+        return out
 
 
 def reference_rows(store, meta: dict[str, Any], scales=(1, 4, 8), n_boot: int = 1000):
@@ -249,9 +254,7 @@ def evaluate(
     sampling = apply_overrides(
         cfg.sampling or model_sampling(world_model), list(cfg.sampling_overrides)
     )
-    env = _recording_env_class()(
-        world_model, store, sampling=sampling, prompt_frames=p, seed=cfg.seed
-    )
+    env = LatentRecordingEnv(world_model, store, sampling=sampling, prompt_frames=p, seed=cfg.seed)
     # The env's view of the store: for a model trained on latent (or no) actions, its
     # ``actions`` are those labels, which are then the "true" actions to roll out with.
     store = env.store
@@ -439,15 +442,6 @@ def write_eval(
 ) -> Path:
     """All of an eval's files into ``out`` (see the module docstring); README.md last.
     ``curves=False`` leaves out the per-metric curve PNGs (the slow part)."""
-    from farsight.eval.report import (
-        markdown_table,
-        row_to_json,
-        summarize,
-        summary_table,
-        write_report,
-        write_strip,
-    )
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = result.meta
@@ -552,9 +546,6 @@ def eval_checkpoint(
     progress: bool = True,
 ) -> EvalResult:
     """Load a world model and a store, evaluate, write the files; the command's work."""
-    from farsight.data.store import EpisodeStore
-    from farsight.train.dynamics import load_world_model
-
     world_model = load_world_model(ckpt, device)
     store = EpisodeStore(data, verify="size")
     result = evaluate(world_model, store, cfg, ckpt=str(ckpt), progress=progress)

@@ -129,6 +129,8 @@ def maskgit_skip_cascade(cfg: DynamicsRunConfig) -> None:
 
 
 def _use_maskgit(cfg: DynamicsRunConfig) -> None:
+    # Imported when a variant is applied: `farsight ablate --help` lists the variants from this
+    # module, which therefore never imports torch.
     from farsight.train.dynamics import dyn_maskgit
 
     cfg.objective.kind = "maskgit"

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from farsight.play.controls import env_controls, validate_setting, validate_settings
+from farsight.envs.controls import env_controls, validate_setting, validate_settings
 from farsight.play.keymap import keymap
 from farsight.play.wire import (
     PROTOCOL_MAX_BYTES,
@@ -47,7 +47,7 @@ from farsight.video import upscale, write_video
 log = logging.getLogger("farsight.play")
 
 EnvFactory = Callable[[], Any]
-"""Makes one playable env (``farsight.play.controls.PlayableEnv``) per session."""
+"""Makes one playable env (``farsight.envs.controls.PlayableEnv``) per session."""
 
 
 @dataclass

@@ -9,7 +9,6 @@ The run folder holds ``checkpoint.pt`` (latest, atomic), ``config.json``, ``metr
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +30,11 @@ from farsight.models.autoencoder import (
     images_to_frames,
 )
 from farsight.objectives.autoencoder import AutoencoderLossConfig, ReconstructionObjective
-from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from farsight.precision import autocast, resolve_device, resolve_precision
+from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, model_state
 from farsight.train.config import TrainConfig
 from farsight.train.data import step_batches
 from farsight.train.loop import TrainResult, ValContext, seed_everything, train
-from farsight.train.precision import autocast, resolve_device, resolve_precision
 
 KIND = "autoencoder"
 
@@ -291,8 +290,7 @@ def load_autoencoder(
     ckpt = load_checkpoint(path, kind=KIND)
     cfg = from_dict(AutoencoderRunConfig, ckpt["config"], source=f"checkpoint {ckpt['path']}")
     model = Autoencoder(cfg.model)
-    state = ckpt["ema"]["model"] if weights == "ema" and ckpt.get("ema") else ckpt["model"]
-    model.load_state_dict(state)
+    model.load_state_dict(model_state(ckpt, weights))
     return model.to(device).eval().requires_grad_(False), cfg, ckpt
 
 
@@ -376,14 +374,3 @@ def train_autoencoder(
                     f"  (1/4 res: PSNR {m['psnr_r4']:.2f} dB  SSIM {m['ssim_r4']:.4f})"
                 )
     return result
-
-
-def run_command(args: argparse.Namespace) -> int:
-    from farsight.commands.train import config_from_args
-
-    cfg = config_from_args(args, AE_RECIPES, "ae_cpu", AutoencoderRunConfig)
-    if args.data:
-        cfg.data.path = str(Path(args.data).resolve())
-    result = train_autoencoder(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"run {args.out}: step {result.step} ({result.stopped}); checkpoint {CHECKPOINT_NAME}")
-    return 0

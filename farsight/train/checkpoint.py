@@ -159,3 +159,9 @@ def load_checkpoint(
         )
     ckpt["path"] = str(path)
     return ckpt
+
+
+def model_state(ckpt: dict, weights: str = "ema") -> dict:
+    """The model weights to load from ``ckpt``: the EMA copy when asked and present (every
+    evaluation, rollout and play uses it), else the trained weights (``weights="model"``)."""
+    return ckpt["ema"]["model"] if weights == "ema" and ckpt.get("ema") else ckpt["model"]

@@ -1,4 +1,4 @@
-"""Training the dynamics model on latent clips, and loading a trained world model.
+"""Training the dynamics model on latent clips (``farsight.world_model`` loads the result).
 
     farsight train dynamics [recipe] [key=value ...] --data STORE --autoencoder AE --out RUN
     torchrun --nproc_per_node=N -m farsight.cli train dynamics ...      (DDP)
@@ -15,7 +15,7 @@ rollouts) and ``tb/``.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from farsight.action_source import relabel
 from farsight.config import RecipeBook, from_dict, to_dict
+from farsight.data.store import EpisodeStore
 from farsight.dynamics_config import (
     DynamicsConfig,
     ObjectiveConfig,
@@ -33,8 +35,10 @@ from farsight.dynamics_config import (
 )
 from farsight.errors import UsageError
 from farsight.io import atomic_write_json
+from farsight.latents import LatentCache, build_cache, default_cache_path, open_cache
 from farsight.models.autoencoder import Autoencoder
 from farsight.models.dynamics import DynamicsModel
+from farsight.models.tokens import input_channels, output_channels
 from farsight.objectives import make_objective
 from farsight.objectives.action_probe import action_probe
 from farsight.objectives.multiframe import head_gradient_cosines
@@ -46,12 +50,15 @@ from farsight.parallel import (
     teardown,
     unwrap,
 )
+from farsight.rollout_video import write_rollout_video
 from farsight.sampling.config import SamplingConfig
-from farsight.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from farsight.train.autoencoder import load_autoencoder
+from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from farsight.train.config import TrainConfig
 from farsight.train.data import step_batches
 from farsight.train.loop import TrainResult, ValContext, seed_everything, train
 from farsight.train.rollout_context import RolloutContextConfig, with_generated_context
+from farsight.world_env import WorldModelParts
 
 KIND = "dynamics"
 
@@ -248,8 +255,6 @@ def dyn_gpu_S() -> DynamicsRunConfig:  # noqa: N802 (DiT's size names)
 # -- data -------------------------------------------------------------------------------------
 def open_latents(cfg: DynamicsRunConfig, build: bool):
     """The run's latent cache, checked against its store and autoencoder (built if asked)."""
-    from farsight.latents import LatentCache, build_cache, default_cache_path, open_cache
-
     data, ae = cfg.data.path, cfg.data.autoencoder
     path = Path(cfg.data.cache) if cfg.data.cache else default_cache_path(ae, data)
     if build and not (path / "manifest.json").exists():
@@ -295,17 +300,12 @@ class DynamicsValidation:
 
     def write_sample(self, ctx: ValContext) -> None:
         """An open-loop rollout of a held-out episode with its true actions, decoded."""
-        from farsight.commands.rollout import write_rollout_video
-        from farsight.data.store import EpisodeStore
-
-        world_model = WorldModel(
+        world_model = WorldModelParts(
             dynamics=ctx.ema,
             autoencoder=self.autoencoder.to(ctx.device),
             objective=self.cfg.objective,
             meta=self.meta,
             context_frames=self.cfg.data.clip_len,
-            config=self.cfg,
-            step=ctx.step,
         )
         store = run_actions(self.cfg, EpisodeStore(self.cfg.data.path, verify="size"), False)
         split = "val" if store.split_episodes("val") else "train"
@@ -316,6 +316,7 @@ class DynamicsValidation:
             path,
             frames=self.cfg.data.sample_frames,
             split=split,
+            sampling=dataclasses.replace(self.cfg.sampling),  # the run's own sampling
             progress=False,
         )
 
@@ -364,9 +365,6 @@ class TrainObjective:
 
 def run_actions(cfg: DynamicsRunConfig, store, progress: bool = True):
     """``store`` (frames or latent cache) with the run's actions (``data.actions``)."""
-    from farsight.action_source import relabel
-    from farsight.data.store import EpisodeStore
-
     frames = None
     if cfg.data.actions == "latent":
         frames = EpisodeStore(cfg.data.path, verify="size")
@@ -378,8 +376,6 @@ def run_actions(cfg: DynamicsRunConfig, store, progress: bool = True):
 def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:
     """Latent geometry from the cache: continuous latents for diffusion, FSQ tokens (code
     values + a mask flag in, per-channel level logits out) for MaskGIT."""
-    from farsight.models.tokens import input_channels, output_channels
-
     token_path = cfg.objective.kind == "maskgit"
     wanted = "fsq" if token_path else "continuous"
     if info.kind != wanted:
@@ -401,8 +397,6 @@ def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:
 def train_dynamics(
     cfg: DynamicsRunConfig, out: str | Path, resume: bool = False, progress: bool = True
 ) -> TrainResult:
-    from farsight.train.autoencoder import load_autoencoder
-
     out = Path(out)
     ckpt = None
     if resume:
@@ -501,60 +495,3 @@ def train_dynamics(
         )
     finally:
         teardown()
-
-
-# -- loading ----------------------------------------------------------------------------------
-@dataclass
-class WorldModel:
-    """Everything needed to generate frames: what ``load_world_model`` returns."""
-
-    dynamics: DynamicsModel
-    autoencoder: Autoencoder
-    objective: ObjectiveConfig
-    meta: dict
-    """The recorded env's metadata: env_id, size, action_meanings, ..."""
-    context_frames: int
-    """Clip length the model was trained on."""
-    config: DynamicsRunConfig
-    step: int
-
-
-def load_world_model(
-    path: str | Path, device: str | torch.device = "cpu", weights: str = "ema"
-) -> WorldModel:
-    """A dynamics checkpoint (file or run folder) -> a WorldModel in eval mode on ``device``."""
-    from farsight.train.autoencoder import AutoencoderRunConfig
-
-    ckpt = load_checkpoint(path, kind=KIND)
-    source = f"checkpoint {ckpt['path']}"
-    cfg = from_dict(DynamicsRunConfig, ckpt["config"], source=source)
-    model = DynamicsModel(cfg.model)
-    state = ckpt["ema"]["model"] if weights == "ema" and ckpt.get("ema") else ckpt["model"]
-    model.load_state_dict(state)
-    stored_ae = ckpt["extra"].get("autoencoder")
-    if stored_ae is None:
-        raise CheckpointError(f"{source} holds no autoencoder")
-    ae_cfg = from_dict(AutoencoderRunConfig, stored_ae["config"], source=f"{source} autoencoder")
-    autoencoder = Autoencoder(ae_cfg.model)
-    autoencoder.load_state_dict(stored_ae["state"])
-    return WorldModel(
-        dynamics=model.to(device).eval().requires_grad_(False),
-        autoencoder=autoencoder.to(device).eval().requires_grad_(False),
-        objective=cfg.objective,
-        meta=ckpt["extra"].get("env", {}),
-        context_frames=cfg.data.clip_len,
-        config=cfg,
-        step=int(ckpt["step"]),
-    )
-
-
-def run_command(args: argparse.Namespace) -> int:
-    from farsight.commands.train import config_from_args
-
-    cfg = config_from_args(args, DYNAMICS_RECIPES, "dyn_quickstart", DynamicsRunConfig)
-    for key, value in (("path", args.data), ("autoencoder", args.autoencoder)):
-        if value:
-            setattr(cfg.data, key, str(Path(value).resolve()))
-    result = train_dynamics(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"run {args.out}: step {result.step} ({result.stopped})")
-    return 0

@@ -47,10 +47,10 @@ from farsight.parallel import (
     model_state,
     optimizer_state,
 )
+from farsight.precision import autocast, resolve_device, resolve_precision
 from farsight.train.checkpoint import CHECKPOINT_NAME, save_checkpoint, set_rng_state
 from farsight.train.config import TrainConfig
 from farsight.train.ema import EMA
-from farsight.train.precision import autocast, resolve_device, resolve_precision
 from farsight.train.schedule import lr_factor, make_optimizer, set_lr
 
 Objective = Callable[[nn.Module, Any], tuple[Tensor, dict[str, Any]]]

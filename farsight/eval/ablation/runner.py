@@ -32,7 +32,8 @@ from farsight.eval.run import evaluate, write_eval
 from farsight.eval.variants import get_variant
 from farsight.io import atomic_write_json
 from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from farsight.train.dynamics import load_world_model, train_dynamics
+from farsight.train.dynamics import train_dynamics
+from farsight.world_model import load_world_model
 
 
 def run_one(
