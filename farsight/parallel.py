@@ -24,6 +24,10 @@ from torch import Tensor, nn
 
 from farsight.config import ConfigError
 
+# FSDP, DTensor and distributed checkpointing are imported in the functions below that use
+# them, and only on a sharded model: they take about a second to import, which a one-process
+# run (and every objective, which imports this module) would pay for nothing.
+
 STRATEGIES = ("ddp", "fsdp")
 
 

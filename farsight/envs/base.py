@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
+from PIL import Image
 
 StateSpec = dict[str, tuple[tuple[int, ...], str]]
 
@@ -66,8 +67,6 @@ class FarsightEnv(gym.Env):
 
 def resize_area(frame: np.ndarray, size: int) -> np.ndarray:
     """Area-interpolated resize of an (H, W, 3) uint8 frame to (size, size, 3)."""
-    from PIL import Image
-
     if frame.shape[0] == size and frame.shape[1] == size:
         return np.ascontiguousarray(frame)
     # BOX is area averaging: every source pixel contributes by its overlap.

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from farsight.config import apply_overrides
 from farsight.data.store import EpisodeStore
@@ -242,8 +243,6 @@ def evaluate(
     world_model, store, cfg: EvalConfig, *, ckpt: str = "", progress: bool = True
 ) -> EvalResult:
     """Roll out ``cfg.clips`` clips of ``store`` (true and random actions) and measure them."""
-    from tqdm import tqdm
-
     model_cfg = world_model.dynamics.cfg
     default_p = max(1, min(world_model.context_frames, model_cfg.window))
     p = cfg.prompt_frames or default_p
