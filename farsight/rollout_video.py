@@ -42,13 +42,7 @@ def pick_episode(store: EpisodeStore, episode: int | None, split: str) -> int:
         if not 0 <= episode < store.num_episodes:
             raise UsageError(f"--episode {episode} out of range: store has {store.num_episodes}")
         return episode
-    try:
-        episodes = store.split_episodes(split)
-    except ValueError as e:
-        raise UsageError(f"--split: {e}") from None
-    if not episodes:
-        raise UsageError(f"store {store.path} has no {split!r} episodes; pass --episode")
-    return episodes[0]
+    return store.asked_split(split, "; pass --episode")[0]
 
 
 def write_rollout_video(

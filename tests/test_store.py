@@ -11,6 +11,7 @@ from farsight.data.store import (
     StoreWriter,
     split_of,
 )
+from farsight.errors import UsageError
 
 ARRAYS = {
     "frames": ((4, 4, 3), "uint8"),
@@ -154,3 +155,14 @@ def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
     (tmp_path / "plain").write_bytes(b"x")
     atomic_write(tmp_path / "atomic", lambda f: f.write(b"x"))
     assert (tmp_path / "atomic").stat().st_mode == (tmp_path / "plain").stat().st_mode
+
+
+def test_asked_split_refuses_an_unknown_or_empty_split(tmp_path):
+    write_store(tmp_path / "s", [3])  # one episode: the other splits are empty
+    store = EpisodeStore(tmp_path / "s")
+    assert store.asked_split("all") == [0]
+    with pytest.raises(UsageError, match="--split: unknown split 'tset'"):
+        store.asked_split("tset")
+    empty = next(s for s in ("train", "val", "test") if not store.split_episodes(s))
+    with pytest.raises(UsageError, match=f"has no '{empty}' episodes; pass --episode"):
+        store.asked_split(empty, "; pass --episode")

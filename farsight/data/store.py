@@ -37,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from farsight.errors import FarsightError
+from farsight.errors import FarsightError, UsageError
 from farsight.io import atomic_write_json, fsync_dir, read_json
 
 FORMAT = "farsight-episode-store"
@@ -180,6 +180,17 @@ class EpisodeStore:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}, all")
         return [e.id for e in self.episodes if split_of(e.id, self.split_spec) == split]
+
+    def asked_split(self, split: str, hint: str = "") -> list[int]:
+        """The episodes of the split a command was given (``--split``): an unknown or empty
+        split is a user error (``hint`` says what to do instead)."""
+        try:
+            episodes = self.split_episodes(split)
+        except ValueError as e:
+            raise UsageError(f"--split: {e}") from None
+        if not episodes:
+            raise UsageError(f"store {self.path} has no {split!r} episodes{hint}")
+        return episodes
 
     # -- shards ------------------------------------------------------------------------------
     def shard_file(self, shard: int, key: str) -> Path:

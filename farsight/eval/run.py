@@ -137,12 +137,7 @@ class EvalResult:
 def pick_clips(store, split: str, length: int, count: int, seed: int) -> list[Clip]:
     """``count`` non-overlapping windows of ``length`` frames from the split's episodes,
     round-robin over episodes in a seeded order (see the module docstring)."""
-    try:
-        episodes = store.split_episodes(split)
-    except ValueError as e:
-        raise UsageError(f"--split: {e}") from None
-    if not episodes:
-        raise UsageError(f"store {store.path} has no {split!r} episodes")
+    episodes = store.asked_split(split)
     rng = np.random.default_rng([seed, 0xC11B])
     per_episode = []
     for ep in episodes:
