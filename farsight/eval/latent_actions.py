@@ -7,6 +7,12 @@ Agreement (Genie reports none for its LAM; we do, on held-out episodes):
     accuracy   share of pairs whose true action is the most frequent true action of their
                latent code (many-to-one purity: how well Z predicts A)
     usage_entropy   H(Z) / log |Z|
+    perplexity      exp H(Z): the effective number of codes in use (1 when collapsed)
+    codes_used      share of the |Z| codes that label at least a tenth of their uniform share
+                    of the pairs (1 / (10 |Z|)): stray pairs on a dead code do not count
+    top_share       share of the pairs given the most frequent code
+    collapsed       1 when one code labels at least ``COLLAPSE_SHARE`` of the pairs (the LAM's
+                    failure mode: the decoder learns the average change, the code says nothing)
     nmi_chance      NMI of the same labels with the latent codes shuffled (mean over
                     permutations) and its 99th percentile ``nmi_chance_p99``: NMI is biased
                     upwards on finite samples, so this, not 0, is what "no agreement" reads
@@ -25,6 +31,44 @@ import torch
 
 from farsight.data.store import EpisodeStore
 from farsight.models.autoencoder import frames_to_images
+
+COLLAPSE_SHARE = 0.95
+"""A LAM whose most frequent code labels this share of the pairs is reported as collapsed."""
+
+
+def code_usage_stats(counts: np.ndarray) -> dict[str, float]:
+    """Usage of the latent codes from their (K,) histogram: entropy / log K, perplexity, share
+    of codes in use, the top code's share and the collapse flag. Needs no true actions."""
+    counts = np.asarray(counts, np.float64)
+    k, n = len(counts), counts.sum()
+    if n == 0:
+        return {
+            "usage_entropy": 0.0,
+            "perplexity": 0.0,
+            "codes_used": 0.0,
+            "top_share": 0.0,
+            "collapsed": 0.0,
+        }
+    p = counts / n
+    h = _entropy(p)
+    return {
+        "usage_entropy": float(h / np.log(k)) if k > 1 else 0.0,
+        "perplexity": float(np.exp(h)),
+        "codes_used": float((p >= 0.1 / k).mean()),
+        "top_share": float(p.max()),
+        "collapsed": float(p.max() >= COLLAPSE_SHARE),
+    }
+
+
+def usage_line(m: dict) -> str:
+    """One line on code usage, naming a collapse plainly."""
+    line = (
+        f"usage {m['usage_entropy']:.3f}  perplexity {m['perplexity']:.2f}  "
+        f"codes used {m['codes_used']:.2f}"
+    )
+    if m.get("collapsed"):
+        line += f"  COLLAPSED: one latent action labels {m['top_share']:.0%} of the pairs"
+    return line
 
 
 def contingency(true: np.ndarray, latent: np.ndarray, num_true: int, num_latent: int):
@@ -56,7 +100,7 @@ def agreement(table: np.ndarray) -> dict[str, float]:
         "accuracy": float(table.max(0).sum() / n),
         "true_entropy_bits": float(ha / np.log(2)),
         "latent_entropy_bits": float(hz / np.log(2)),
-        "usage_entropy": float(hz / np.log(table.shape[1])) if table.shape[1] > 1 else 0.0,
+        **code_usage_stats(table.sum(0)),
         "pairs": int(n),
     }
 
@@ -109,6 +153,36 @@ def label_store(
     }
 
 
+def split_latents(
+    lam, store: EpisodeStore, split: str = "test", device="cpu", max_pairs: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The latent actions of a split's pairs (x_t, x_{t+1}) (within episodes; ``max_pairs``
+    > 0 stops early) and the store's true actions of the same pairs (None if it has none)."""
+    episodes = store.split_episodes(split) or list(range(store.num_episodes))
+    keys = ("frames", "actions") if "actions" in store.arrays else ("frames",)
+    trues, latents = [], []
+    count = 0
+    for e in episodes:
+        arrays = store.read(int(e), keys=keys)
+        z = infer_episode(lam.to(device).eval(), arrays["frames"], device)
+        if "actions" in arrays:
+            trues.append(arrays["actions"][:-1])
+        latents.append(z[:-1])
+        count += len(z) - 1
+        if max_pairs and count >= max_pairs:
+            break
+    return np.concatenate(latents), (np.concatenate(trues) if trues else None)
+
+
+def latent_usage(
+    lam, store: EpisodeStore, split: str = "test", device="cpu", max_pairs: int = 0
+) -> dict:
+    """Code usage (``code_usage_stats``) of the LAM on a split: works without true actions."""
+    latent, _ = split_latents(lam, store, split, device, max_pairs)
+    counts = np.bincount(latent, minlength=lam.num_codes)
+    return {"split": split, **code_usage_stats(counts), "pairs": int(len(latent))}
+
+
 def latent_action_agreement(
     lam, store: EpisodeStore, split: str = "test", device="cpu", max_pairs: int = 0
 ) -> dict:
@@ -116,19 +190,8 @@ def latent_action_agreement(
     (all pairs (x_t, x_{t+1}) within each episode; ``max_pairs`` > 0 stops early)."""
     if "actions" not in store.arrays:
         raise ValueError(f"store {store.path} has no true actions to compare with")
-    episodes = store.split_episodes(split) or list(range(store.num_episodes))
+    latent, true = split_latents(lam, store, split, device, max_pairs)
     num_true = len(store.meta.get("env", {}).get("action_meanings") or []) or None
-    trues, latents = [], []
-    count = 0
-    for e in episodes:
-        arrays = store.read(int(e), keys=("frames", "actions"))
-        z = infer_episode(lam.to(device).eval(), arrays["frames"], device)
-        trues.append(arrays["actions"][:-1])
-        latents.append(z[:-1])
-        count += len(z) - 1
-        if max_pairs and count >= max_pairs:
-            break
-    true, latent = np.concatenate(trues), np.concatenate(latents)
     num_true = num_true or int(true.max()) + 1
     table = contingency(true, latent, num_true, lam.num_codes)
     return {"split": split, **agreement(table), **chance_nmi(table), "contingency": table.tolist()}

@@ -11,7 +11,8 @@ learns the average change and the action says nothing):
     gain            1 - mse / mse of the copy baseline (x^_{t+1} = x_t): how much of the change
                     between frames the action explains, beyond "nothing moves"
 
-Batch: ``frames`` uint8 (B, 2, H, W, 3): pairs (x_t, x_{t+1}) (clips of two frames).
+Batch: ``frames`` uint8 (B, c + 2, H, W, 3): clips x_{t-c..t+1}, the pair (x_t, x_{t+1}) last
+and the decoder's ``context`` c past frames before it (c = 0: pairs).
 Dimension legend: B batch, H W frame, K num_codes.
 """
 
@@ -60,12 +61,17 @@ def code_usage(index: Tensor, num_codes: int) -> tuple[Tensor, Tensor]:
     return entropy / math.log(num_codes), entropy.exp()
 
 
-def pair_images(frames: Tensor) -> tuple[Tensor, Tensor]:
-    """uint8 (B, 2, H, W, 3) -> x_t, x_{t+1} as (B, 3, H, W) floats in [-1, 1]."""
-    if frames.ndim != 5 or frames.shape[1] < 2:
-        raise ValueError(f"LAM batches hold frame pairs (B, 2, H, W, 3), got {tuple(frames.shape)}")
-    images = frames_to_images(frames[:, :2])
-    return images[:, 0], images[:, 1]
+def pair_images(frames: Tensor, context: int = 0) -> tuple[Tensor, Tensor, Tensor | None]:
+    """uint8 (B, >= c + 2, H, W, 3) -> x_t, x_{t+1} as (B, 3, H, W) floats in [-1, 1] (the last
+    two frames) and the ``context`` c frames before them (B, c, 3, H, W), or None for c = 0."""
+    if frames.ndim != 5 or frames.shape[1] < 2 + context:
+        raise ValueError(
+            f"LAM batches hold clips of {context + 2} frames (B, {context + 2}, H, W, 3), got "
+            f"{tuple(frames.shape)}"
+        )
+    images = frames_to_images(frames[:, -(context + 2) :])
+    past = images[:, :context] if context else None
+    return images[:, -2], images[:, -1], past
 
 
 class LAMObjective:
@@ -74,8 +80,8 @@ class LAMObjective:
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.cfg
-        x, x_next = pair_images(batch["frames"])
-        out = model(x, x_next)
+        x, x_next, past = pair_images(batch["frames"], unwrap(model).context)
+        out = model(x, x_next, past)
         error = out.pred.float() - x_next
         mse = error.pow(2).mean()
         loss = cfg.l2 * mse

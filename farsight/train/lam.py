@@ -6,7 +6,9 @@ Trains on frame pairs (x_t, x_{t+1}) of the store's train split; true actions ar
 for training (a store recorded without actions works), only to report agreement.
 
 The run folder holds ``checkpoint.pt``, ``config.json``, ``metrics.jsonl`` (per validation:
-EMA prediction error, gain over copying x_t, NMI with the true actions on the val split),
+EMA prediction error, gain over copying x_t, code usage of the val split (entropy, perplexity,
+share of codes used, a ``collapsed`` flag, also printed as a line of its own so a collapse
+shows while it happens) and NMI with the true actions on it),
 ``samples/actions_step*.png`` (rows: x_t, x_{t+1}, the prediction, then x_t decoded under each
 latent action 0..K-1) and, at the end, ``eval.json``: agreement of the latent actions with the
 true ones on the test split (NMI, MI, purity, contingency table).
@@ -21,17 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from farsight.config import RecipeBook, from_dict, to_dict
 from farsight.data.loader import ClipDataset
 from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
-from farsight.eval.latent_actions import latent_action_agreement
+from farsight.eval.latent_actions import latent_action_agreement, latent_usage, usage_line
 from farsight.io import atomic_write, atomic_write_json
 from farsight.metrics import image_grid
-from farsight.models.autoencoder import frames_to_images, images_to_frames
+from farsight.models.autoencoder import images_to_frames
 from farsight.models.lam import LAMConfig, LatentActionModel
-from farsight.objectives.lam import LAMLossConfig, LAMObjective
+from farsight.objectives.lam import LAMLossConfig, LAMObjective, pair_images
 from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from farsight.train.config import TrainConfig
 from farsight.train.data import step_batches
@@ -39,6 +42,7 @@ from farsight.train.loop import TrainResult, ValContext, seed_everything, train
 from farsight.train.precision import resolve_device
 
 KIND = "lam"
+USAGE_KEYS = ("usage_entropy", "perplexity", "codes_used", "top_share", "collapsed")
 
 
 @dataclass
@@ -66,8 +70,11 @@ LAM_RECIPES = RecipeBook(KIND)
 @LAM_RECIPES.register
 def lam_cpu() -> LAMRunConfig:
     """CPU recipe (2 shared cores, fp32, ~10 minutes): 8 latent actions by FSQ (2 x 2 x 2),
-    both networks at 16x16 (patch 4), width 64."""
+    both networks at 16x16 (patch 4), width 64. The encoder reads the cost volume's pooled
+    motion evidence (``motion_readout``): at 400 steps on the arena it raised the test NMI from
+    0.041 to 0.145."""
     cfg = LAMRunConfig()
+    cfg.model.motion_readout = True
     cfg.train = TrainConfig(
         steps=6000,
         batch_size=32,
@@ -116,16 +123,17 @@ def lam_tiny() -> LAMRunConfig:
 
 
 # -- data -------------------------------------------------------------------------------------
-def pair_dataset(store: EpisodeStore, split: str) -> ClipDataset:
-    """Every (x_t, x_{t+1}) of a split, as two-frame clips (never across an episode end)."""
-    return ClipDataset(store, clip_len=2, split=split, keys=("frames",))
+def pair_dataset(store: EpisodeStore, split: str, context: int = 0) -> ClipDataset:
+    """Every (x_t, x_{t+1}) of a split with the decoder's ``context`` frames before it, as clips
+    of context + 2 frames (never across an episode end)."""
+    return ClipDataset(store, clip_len=2 + context, split=split, keys=("frames",))
 
 
-def fixed_pairs(store: EpisodeStore, count: int) -> np.ndarray:
-    """uint8 (N, 2, H, W, 3): ``count`` pairs spread over the val split (train if empty)."""
+def fixed_pairs(store: EpisodeStore, count: int, context: int = 0) -> np.ndarray:
+    """uint8 (N, c + 2, H, W, 3): ``count`` clips spread over the val split (train if empty)."""
     for split in ("val", "train"):
         try:
-            pairs = pair_dataset(store, split)
+            pairs = pair_dataset(store, split, context)
         except ValueError:
             continue
         picks = np.unique(np.linspace(0, len(pairs) - 1, min(count, len(pairs))).astype(int))
@@ -134,9 +142,9 @@ def fixed_pairs(store: EpisodeStore, count: int) -> np.ndarray:
 
 
 class LAMValidation:
-    def __init__(self, cfg: LAMRunConfig, store: EpisodeStore):
-        self.cfg, self.store = cfg, store
-        self.pairs = fixed_pairs(store, cfg.data.val_pairs)
+    def __init__(self, cfg: LAMRunConfig, store: EpisodeStore, progress: bool = True):
+        self.cfg, self.store, self.progress = cfg, store, progress
+        self.pairs = fixed_pairs(store, cfg.data.val_pairs, cfg.model.context)
         self.objective = LAMObjective(cfg.objective)
         self.split = "val" if store.split_episodes("val") else "train"
 
@@ -144,11 +152,16 @@ class LAMValidation:
         batch = {"frames": torch.from_numpy(self.pairs).to(ctx.device)}
         _, logs = self.objective(ctx.ema, batch)
         metrics = {k: float(v) for k, v in logs.items()}
+        # Usage over the agreement pairs (thousands, not one batch) replaces the batch's.
+        args = (ctx.ema, self.store, self.split, ctx.device, self.cfg.data.agreement_pairs)
         if "actions" in self.store.arrays:
-            agree = latent_action_agreement(
-                ctx.ema, self.store, self.split, ctx.device, self.cfg.data.agreement_pairs
-            )
-            metrics.update({f"{k}": agree[k] for k in ("nmi", "accuracy", "usage_entropy")})
+            usage = latent_action_agreement(*args)
+            metrics.update({k: usage[k] for k in ("nmi", "nmi_chance", "accuracy")})
+        else:
+            usage = latent_usage(*args)
+        metrics.update({k: usage[k] for k in USAGE_KEYS})
+        if self.progress:
+            tqdm.write(f"step {ctx.step} {self.split}: {usage_line(usage)}")
         self.write_grid(ctx)
         return metrics
 
@@ -158,12 +171,11 @@ class LAMValidation:
         if not n:
             return
         lam = ctx.ema
-        pairs = torch.from_numpy(self.pairs[:n]).to(ctx.device)
-        x, x_next = frames_to_images(pairs[:, 0]), frames_to_images(pairs[:, 1])
-        rows = [self.pairs[:n, 0], self.pairs[:n, 1], images_to_frames(lam(x, x_next).pred)]
+        x, x_next, past = pair_images(torch.from_numpy(self.pairs[:n]).to(ctx.device), lam.context)
+        rows = [self.pairs[:n, -2], self.pairs[:n, -1], images_to_frames(lam(x, x_next, past).pred)]
         for k in range(lam.num_codes):
             code = lam.code_of(torch.full((n,), k, device=ctx.device))
-            rows.append(images_to_frames(lam.decode(x, code)))
+            rows.append(images_to_frames(lam.decode(x, code, past)))
         grid = image_grid([np.asarray(r.cpu() if torch.is_tensor(r) else r) for r in rows])
         path = ctx.run_dir / "samples" / f"actions_step{ctx.step:07d}.png"
         atomic_write(path, lambda f: Image.fromarray(grid).save(f, format="PNG"))
@@ -184,13 +196,14 @@ def load_lam(
 
 # -- the run ----------------------------------------------------------------------------------
 def evaluate_lam(lam: LatentActionModel, store: EpisodeStore, device) -> dict:
-    """Agreement with the true actions on the test (and val) split, and the test MSE/gain."""
-    out: dict = {}
-    if "actions" in store.arrays:
-        for split in ("test", "val"):
-            if store.split_episodes(split):
-                out[split] = latent_action_agreement(lam, store, split, device)
-    return out
+    """Agreement with the true actions (code usage alone in a store without them) on the test
+    and val splits."""
+    measure = latent_action_agreement if "actions" in store.arrays else latent_usage
+    return {
+        split: measure(lam, store, split, device)
+        for split in ("test", "val")
+        if store.split_episodes(split)
+    }
 
 
 def train_lam(
@@ -219,7 +232,7 @@ def train_lam(
     store = EpisodeStore(cfg.data.path)
     if "frames" not in store.arrays:
         raise UsageError(f"store {store.path} holds no 'frames' array (a latent cache?)")
-    dataset = pair_dataset(store, "train")
+    dataset = pair_dataset(store, "train", cfg.model.context)
     seed_everything(cfg.train.seed)
     model = LatentActionModel(cfg.model)
     if not resume:
@@ -245,7 +258,7 @@ def train_lam(
         run_dir=out,
         kind=KIND,
         config=cfg,
-        validate=LAMValidation(cfg, store),
+        validate=LAMValidation(cfg, store, progress),
         resume=ckpt,
         progress=progress,
         extra={"env": store.meta.get("env", {})},
@@ -257,10 +270,13 @@ def train_lam(
         atomic_write_json(out / "eval.json", {"step": result.step, "weights": "ema", **evaluation})
         if progress:
             for split, m in evaluation.items():
-                print(
-                    f"{split}: {m['pairs']} pairs  NMI {m['nmi']:.3f}  MI {m['mi_bits']:.3f} bits"
-                    f"  purity {m['accuracy']:.3f}  usage {m['usage_entropy']:.3f}"
+                agree = (
+                    f"NMI {m['nmi']:.3f} (chance {m['nmi_chance']:.3f})  MI {m['mi_bits']:.3f} "
+                    f"bits  purity {m['accuracy']:.3f}  "
+                    if "nmi" in m
+                    else ""
                 )
+                print(f"{split}: {m['pairs']} pairs  {agree}{usage_line(m)}")
     return result
 
 
