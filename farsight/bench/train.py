@@ -46,8 +46,10 @@ def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
-def time_steps(cfg, objective_cfg, args, device, precision) -> tuple[list[float], int, int]:
-    """Seconds per training step, FLOPs per step, tokens per step."""
+def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, int]:
+    """Seconds per training step, FLOPs per step, tokens per step. A recipe that trains on
+    its own rollouts (``rollout_context``) generates those contexts inside the timed step, as
+    its training does."""
     # torch, imported when the benchmark runs: `farsight bench train --help` imports this module.
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -55,10 +57,11 @@ def time_steps(cfg, objective_cfg, args, device, precision) -> tuple[list[float]
     from farsight.models.dynamics import DynamicsModel
     from farsight.objectives import make_objective
     from farsight.precision import autocast
+    from farsight.train.rollout_context import with_generated_context
 
     torch.manual_seed(0)
     model = DynamicsModel(cfg).to(device)
-    objective = make_objective(objective_cfg)
+    objective = make_objective(recipe.objective)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     frames = args.clip_len + cfg.heads.max_offset - 1
     h, w = cfg.latent_size
@@ -69,7 +72,19 @@ def time_steps(cfg, objective_cfg, args, device, precision) -> tuple[list[float]
 
     def step() -> None:
         with autocast(device, precision):
-            loss, _ = objective(model, batch)
+            shown = batch
+            if recipe.rollout_context.fraction:
+                shown = with_generated_context(
+                    model,
+                    batch,
+                    recipe.rollout_context,
+                    recipe.sampling,
+                    args.clip_len,
+                    prediction=recipe.objective.prediction,
+                    schedule=recipe.objective.schedule,
+                    context_tau=recipe.objective.context_tau,
+                )
+            loss, _ = objective(model, shown)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -111,9 +126,11 @@ def run(args: argparse.Namespace) -> list:
         cfg = DYNAMICS_SIZES.get(args.size) if args.size else recipe.model
         cfg.num_actions = 9
         cfg.heads = HEADS_PRESETS.get(heads)
-        times, flops, tokens = time_steps(cfg, recipe.objective, args, device, precision)
+        times, flops, tokens = time_steps(cfg, recipe, args, device, precision)
         medians[heads] = med = statistics.median(times)
         model = args.size or f"{args.recipe} ({recipe.objective.kind})"
+        if recipe.rollout_context.fraction:
+            model += f", rollout context {recipe.rollout_context.fraction:g}"
         what = f"{model}, batch {args.batch_size} x {args.clip_len} frames, {precision}"
         rows += [
             Row(f"{heads}: step time", med, "s", what),
