@@ -1,0 +1,45 @@
+"""What a LAM's codes follow on a store's test split: NMI with the true action, with the sign of
+the camera's move, with the sign of the player's move in the view, and how much of the true
+action those moves themselves tell (an arena store, which records ``state.camera`` and
+``state.player``).
+
+    python docs/results/lam/what_codes.py RUN STORE
+"""
+
+import sys
+
+import numpy as np
+
+from farsight.data.store import EpisodeStore
+from farsight.eval.latent_actions import infer_episode
+from farsight.eval.latent_actions import normalized_mutual_information as nmi
+from farsight.train.lam import load_lam
+
+
+def move_class(delta: np.ndarray) -> np.ndarray:
+    """(T, 2) moves -> one of 3 x 3 classes by the sign of each axis."""
+    sign = np.sign(np.round(delta)) + 1
+    return (sign[:, 0] * 3 + sign[:, 1]).astype(int)
+
+
+def main(run: str, store_path: str) -> None:
+    store = EpisodeStore(store_path)
+    lam, _, _ = load_lam(run)
+    keys = ("frames", "actions", "state.camera", "state.player")
+    actions, codes, camera, view = [], [], [], []
+    for e in store.split_episodes("test"):
+        a = store.read(e, keys=keys)
+        codes.append(infer_episode(lam, a["frames"], "cpu")[:-1])
+        actions.append(a["actions"][:-1])
+        camera.append(move_class(np.diff(a["state.camera"], axis=0)))
+        view.append(move_class(np.diff(a["state.player"] - a["state.camera"], axis=0)))
+    a, z, c, v = (np.concatenate(x).astype(int) for x in (actions, codes, camera, view))
+    print(
+        f"NMI codes-actions {nmi(a, z):.3f}  codes-camera move {nmi(c, z):.3f}  "
+        f"codes-player move in view {nmi(v, z):.3f}  camera move-actions {nmi(a, c):.3f}  "
+        f"(camera, view moves)-actions {nmi(a, c * 9 + v):.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
