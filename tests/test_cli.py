@@ -190,3 +190,14 @@ def test_help_lists_every_name_of_its_registry(capsys, monkeypatch):
         missing = [name for name in names if name not in text]
         assert not missing, (argv, missing)
     assert "dynamics_added_later" in help_text(["train", "dynamics"], capsys, monkeypatch)
+
+
+def test_quickstart_retrains_a_stage_whose_run_was_deleted(tmp_path):
+    from farsight.commands.quickstart import _done, _mark_done
+
+    (tmp_path / "dynamics").mkdir()
+    (tmp_path / "dynamics" / "checkpoint.pt").write_bytes(b"x")
+    _mark_done(tmp_path, "dynamics")
+    assert _done(tmp_path, "dynamics")
+    (tmp_path / "dynamics" / "checkpoint.pt").unlink()
+    assert not _done(tmp_path, "dynamics")

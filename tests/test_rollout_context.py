@@ -91,3 +91,28 @@ def test_config_is_checked():
     with pytest.raises(ConfigError, match="min_prompt"):
         RolloutContextConfig(0.5, min_prompt=7).validate("next_frame", 8)
     RolloutContextConfig(0.0, min_prompt=7).validate("diffusion_forcing", 8)  # off: anything
+
+
+def test_generated_contexts_start_after_start_step(model_and_batch, monkeypatch):
+    from farsight.train import dynamics
+
+    model, batch = model_and_batch
+    cfg = dynamics.DynamicsRunConfig()
+    cfg.model = model.cfg
+    cfg.data.clip_len = T
+    cfg.objective.kind = "next_frame"
+    cfg.rollout_context = RolloutContextConfig(fraction=0.5, start_step=2)
+    cfg.grad_cosine_every = 0
+    calls = []
+
+    def record(model, batch, *args, **kwargs):
+        calls.append(objective.step)
+        return batch
+
+    monkeypatch.setattr(dynamics, "with_generated_context", record)
+    objective = dynamics.TrainObjective(cfg, start_step=0, is_main=True)
+    for _ in range(4):
+        objective(model, batch)
+    assert calls == [3, 4]
+    with pytest.raises(ConfigError, match="start_step"):
+        RolloutContextConfig(0.5, start_step=-1).validate("next_frame", 8)

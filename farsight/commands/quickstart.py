@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def _done(out: Path, stage: str) -> bool:
-    return (out / f".{stage}.done").exists()
+    # A stage whose run folder was deleted since (to retrain it) is not done.
+    return (out / f".{stage}.done").exists() and (out / stage / "checkpoint.pt").exists()
 
 
 def _mark_done(out: Path, stage: str) -> None:

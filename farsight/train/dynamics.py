@@ -143,6 +143,7 @@ def dyn_quickstart() -> DynamicsRunConfig:
     cfg.objective.kind = "next_frame"
     cfg.objective.ctx_noise_max = 0.5
     cfg.rollout_context.fraction = 0.5
+    cfg.rollout_context.start_step = 600
     cfg.sampling = SamplingConfig(steps=2, context_level=0.1)
     cfg.train = TrainConfig(
         steps=5000,
@@ -340,7 +341,8 @@ class TrainObjective:
 
     def __call__(self, model: nn.Module, batch: dict):
         self.step += 1
-        if self.cfg.rollout_context.fraction:
+        rollout_context = self.cfg.rollout_context
+        if rollout_context.fraction and self.step > rollout_context.start_step:
             batch = with_generated_context(
                 model,
                 batch,
