@@ -143,7 +143,6 @@ def dyn_quickstart() -> DynamicsRunConfig:
     cfg.objective.kind = "next_frame"
     cfg.objective.ctx_noise_max = 0.5
     cfg.rollout_context.fraction = 0.5
-    cfg.rollout_context.start_step = 600
     cfg.sampling = SamplingConfig(steps=2, context_level=0.1)
     cfg.train = TrainConfig(
         steps=5000,
