@@ -60,7 +60,6 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     # the labelling in its evaluation module; both belong in a data step below training.
     ("farsight.action_source", "farsight.eval.latent_actions"): "LAM labelling lives in eval",
     # The LAM trainer still parses its own command line and reports with its evaluation.
-    ("farsight.train.lam", "farsight.commands.train"): "LAM trainer parses arguments",
     ("farsight.train.lam", "farsight.eval.latent_actions"): "LAM trainer uses its evaluation",
 }
 

@@ -15,8 +15,7 @@ from farsight.errors import UsageError
 
 class Trainer(NamedTuple):
     module: str
-    """Defines the RecipeBook ``recipes`` names (and ``run_command(args)`` unless this module
-    has a runner for it in ``RUNNERS``)."""
+    """Defines the RecipeBook ``recipes`` names; ``RUNNERS`` turns its command line into a run."""
     recipes: str
     help: str
     data: str
@@ -109,23 +108,34 @@ def add_common_arguments(p: argparse.ArgumentParser, data_help: str) -> argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    runner = RUNNERS.get(args.model)
-    if runner is None:
-        return importlib.import_module(args.trainer_module).run_command(args)
-    return runner(args)
+    return RUNNERS[args.model](args)
+
+
+def _run_one_stream(args: argparse.Namespace, recipes, default: str, config_type, train) -> int:
+    """A trainer that reads one store (``--data``): the autoencoder and the LAM."""
+    # Imported when the command runs: the trainers import torch, which --help never needs.
+    from farsight.train.checkpoint import CHECKPOINT_NAME
+
+    cfg = config_from_args(args, recipes, default, config_type)
+    if args.data:
+        cfg.data.path = str(Path(args.data).resolve())
+    result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"run {args.out}: step {result.step} ({result.stopped}); checkpoint {CHECKPOINT_NAME}")
+    return 0
 
 
 def run_autoencoder(args: argparse.Namespace) -> int:
     # Imported when the command runs: the trainer imports torch, which --help never needs.
     from farsight.train.autoencoder import AE_RECIPES, AutoencoderRunConfig, train_autoencoder
-    from farsight.train.checkpoint import CHECKPOINT_NAME
 
-    cfg = config_from_args(args, AE_RECIPES, "ae_cpu", AutoencoderRunConfig)
-    if args.data:
-        cfg.data.path = str(Path(args.data).resolve())
-    result = train_autoencoder(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"run {args.out}: step {result.step} ({result.stopped}); checkpoint {CHECKPOINT_NAME}")
-    return 0
+    return _run_one_stream(args, AE_RECIPES, "ae_cpu", AutoencoderRunConfig, train_autoencoder)
+
+
+def run_lam(args: argparse.Namespace) -> int:
+    # Imported when the command runs: the trainer imports torch, which --help never needs.
+    from farsight.train.lam import LAM_RECIPES, LAMRunConfig, train_lam
+
+    return _run_one_stream(args, LAM_RECIPES, "lam_cpu", LAMRunConfig, train_lam)
 
 
 def run_dynamics(args: argparse.Namespace) -> int:
@@ -144,8 +154,10 @@ def run_dynamics(args: argparse.Namespace) -> int:
 RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "autoencoder": run_autoencoder,
     "dynamics": run_dynamics,
+    "lam": run_lam,
 }
-"""The trainers whose command line is turned into a run here; others define run_command."""
+"""Each trainer's command line turned into a run (commands are the one place that parses
+arguments)."""
 
 
 def config_from_args(args: argparse.Namespace, book, default_recipe: str, empty):

@@ -16,7 +16,6 @@ true ones on the test split (NMI, MI, purity, contingency table).
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,14 +277,3 @@ def train_lam(
                 )
                 print(f"{split}: {m['pairs']} pairs  {agree}{usage_line(m)}")
     return result
-
-
-def run_command(args: argparse.Namespace) -> int:
-    from farsight.commands.train import config_from_args
-
-    cfg = config_from_args(args, LAM_RECIPES, "lam_cpu", LAMRunConfig)
-    if args.data:
-        cfg.data.path = str(Path(args.data).resolve())
-    result = train_lam(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"run {args.out}: step {result.step} ({result.stopped}); checkpoint {CHECKPOINT_NAME}")
-    return 0
