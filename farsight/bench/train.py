@@ -57,7 +57,7 @@ def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, 
     from farsight.models.dynamics import DynamicsModel
     from farsight.objectives import make_objective
     from farsight.precision import autocast
-    from farsight.train.rollout_context import with_generated_context
+    from farsight.train.dynamics import own_context
 
     torch.manual_seed(0)
     model = DynamicsModel(cfg).to(device)
@@ -72,18 +72,7 @@ def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, 
 
     def step() -> None:
         with autocast(device, precision):
-            shown = batch
-            if recipe.rollout_context.fraction:
-                shown = with_generated_context(
-                    model,
-                    batch,
-                    recipe.rollout_context,
-                    recipe.sampling,
-                    args.clip_len,
-                    prediction=recipe.objective.prediction,
-                    schedule=recipe.objective.schedule,
-                    context_tau=recipe.objective.context_tau,
-                )
+            shown = own_context(model, batch, recipe) if recipe.rollout_context.fraction else batch
             loss, _ = objective(model, shown)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -123,6 +112,7 @@ def run(args: argparse.Namespace) -> list:
     medians = {}
     for heads in ("heads_skip", "heads_next_frame"):
         recipe = DYNAMICS_RECIPES.get(args.recipe)
+        recipe.data.clip_len = args.clip_len  # generated contexts span the timed clip
         cfg = DYNAMICS_SIZES.get(args.size) if args.size else recipe.model
         cfg.num_actions = 9
         cfg.heads = HEADS_PRESETS.get(heads)
