@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from farsight.config import RecipeBook, from_dict, to_dict
+from farsight.config import RecipeBook, from_dict
 from farsight.data.loader import ClipDataset
 from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
@@ -30,11 +30,13 @@ from farsight.models.autoencoder import (
     images_to_frames,
 )
 from farsight.objectives.autoencoder import AutoencoderLossConfig, ReconstructionObjective
+from farsight.parallel import DistInfo
 from farsight.precision import autocast, resolve_device, resolve_precision
-from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, model_state
+from farsight.train.checkpoint import load_checkpoint, model_state
 from farsight.train.config import TrainConfig
 from farsight.train.data import step_batches
-from farsight.train.loop import TrainResult, ValContext, seed_everything, train
+from farsight.train.loop import TrainResult, ValContext, seed_everything
+from farsight.train.trainer import RunParts, Trainer, run_training
 
 KIND = "autoencoder"
 
@@ -295,77 +297,53 @@ def load_autoencoder(
 
 
 # -- the run ----------------------------------------------------------------------------------
-def train_autoencoder(
-    cfg: AutoencoderRunConfig, out: str | Path, resume: bool = False, progress: bool = True
-) -> TrainResult:
-    out = Path(out)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(out, kind=KIND)
-        stored = from_dict(
-            AutoencoderRunConfig, ckpt["config"], source=f"checkpoint {ckpt['path']}"
-        )
-        stored.data.path = cfg.data.path or stored.data.path  # a moved store may be re-pointed
-        cfg = stored
-        spent = ckpt["data"].get("train_seconds", 0.0) >= cfg.train.max_minutes * 60 > 0
-        if ckpt["step"] >= cfg.train.steps or spent:
-            if progress:
-                why = "its time budget is spent" if spent else "all steps done"
-                print(f"run {out} is complete ({why}): step {ckpt['step']}")
-            return TrainResult(step=ckpt["step"], metrics=ckpt["extra"].get("metrics", {}))
-    elif (out / CHECKPOINT_NAME).exists():
-        raise UsageError(
-            f"run folder {out} already holds a checkpoint; continue it with --resume "
-            "or choose another --out"
-        )
-    cfg.model.validate()
-    cfg.train.validate()
-    if not cfg.data.path:
-        raise UsageError("no training data: give --data STORE")
-    store = EpisodeStore(cfg.data.path)
-    if "frames" not in store.arrays:
-        raise UsageError(f"store {store.path} holds no 'frames' array (a latent cache?)")
-    dataset = frame_dataset(store, "train")
-    seed_everything(cfg.train.seed)
-    model = Autoencoder(cfg.model)
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", {"kind": KIND, "config": to_dict(cfg)})
-    objective = ReconstructionObjective(cfg.objective)
-    validate = AutoencoderValidation(cfg, store)
+class AutoencoderTrainer(Trainer):
+    """Single frames of a store's train split, reconstructed; evaluated on the val and test
+    splits at the end."""
 
-    def batches(start_step: int):
-        return step_batches(
-            dataset, cfg.train.batch_size, start_step, cfg.train.seed, cfg.train.workers
-        )
+    kind = KIND
+    config_type = AutoencoderRunConfig
 
-    if progress:
+    def prepare(
+        self, cfg: AutoencoderRunConfig, info: DistInfo, start_step: int, progress: bool
+    ) -> RunParts:
+        cfg.model.validate()
+        cfg.train.validate()
+        if not cfg.data.path:
+            raise UsageError("no training data: give --data STORE")
+        store = self.store = EpisodeStore(cfg.data.path)  # evaluate reads it again
+        if "frames" not in store.arrays:
+            raise UsageError(f"store {store.path} holds no 'frames' array (a latent cache?)")
+        dataset = frame_dataset(store, "train")
+        seed_everything(cfg.train.seed)
+        model = Autoencoder(cfg.model)
+        objective = ReconstructionObjective(cfg.objective)
+        validate = AutoencoderValidation(cfg, store)
+
+        def batches(start_step: int):
+            return step_batches(
+                dataset, cfg.train.batch_size, start_step, cfg.train.seed, cfg.train.workers
+            )
+
         params = sum(p.numel() for p in model.parameters())
         h, w, _ = store.arrays["frames"][0]
         c, lh, lw = model.latent_shape(h, w)
         device = resolve_device(cfg.train.device)
-        print(
+        summary = (
             f"autoencoder {cfg.model.kind}: {params / 1e6:.2f}M parameters, {h}x{w}x3 -> "
             f"{lh}x{lw}x{c}; {len(dataset)} training frames; {device}, "
             f"{resolve_precision(cfg.train.precision, device)}"
         )
-    result = train(
-        model,
-        objective,
-        batches,
-        cfg.train,
-        run_dir=out,
-        kind=KIND,
-        config=cfg,
-        validate=validate,
-        resume=ckpt,
-        progress=progress,
-    )
-    if result.stopped in ("done", "time"):
+        return RunParts(model, objective, batches, validate, summary)
+
+    def evaluate(
+        self, cfg: AutoencoderRunConfig, out: Path, result: TrainResult, progress: bool
+    ) -> None:
+        """The EMA weights on ``data.eval_frames`` frames of the val and test splits."""
         device = resolve_device(cfg.train.device)
         ema, _, _ = load_autoencoder(out, device)
         precision = resolve_precision(cfg.train.precision, device)
-        evaluation = evaluate_splits(ema, store, cfg.data.eval_frames, device, precision)
+        evaluation = evaluate_splits(ema, self.store, cfg.data.eval_frames, device, precision)
         atomic_write_json(out / "eval.json", {"step": result.step, "weights": "ema", **evaluation})
         if progress:
             for split, m in evaluation.items():
@@ -373,4 +351,9 @@ def train_autoencoder(
                     f"{split}: {m['frames']} frames  PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}"
                     f"  (1/4 res: PSNR {m['psnr_r4']:.2f} dB  SSIM {m['ssim_r4']:.4f})"
                 )
-    return result
+
+
+def train_autoencoder(
+    cfg: AutoencoderRunConfig, out: str | Path, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    return run_training(AutoencoderTrainer(), cfg, out, resume, progress)

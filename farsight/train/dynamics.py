@@ -15,7 +15,9 @@ rollouts) and ``tb/``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 
 from farsight.action_source import relabel
-from farsight.config import RecipeBook, from_dict, to_dict
+from farsight.config import RecipeBook, to_dict
 from farsight.data.store import EpisodeStore
 from farsight.dynamics_config import (
     DynamicsConfig,
@@ -34,7 +36,6 @@ from farsight.dynamics_config import (
     dynamics_tiny,
 )
 from farsight.errors import UsageError
-from farsight.io import atomic_write_json
 from farsight.latents import LatentCache, build_cache, default_cache_path, open_cache
 from farsight.models.autoencoder import Autoencoder
 from farsight.models.dynamics import DynamicsModel
@@ -43,6 +44,7 @@ from farsight.objectives import make_objective
 from farsight.objectives.action_probe import action_probe
 from farsight.objectives.multiframe import head_gradient_cosines
 from farsight.parallel import (
+    DistInfo,
     ParallelConfig,
     is_sharded,
     parallelize,
@@ -53,11 +55,11 @@ from farsight.parallel import (
 from farsight.rollout_video import write_rollout_video
 from farsight.sampling.config import SamplingConfig
 from farsight.train.autoencoder import load_autoencoder
-from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from farsight.train.config import TrainConfig
 from farsight.train.data import step_batches
-from farsight.train.loop import TrainResult, ValContext, seed_everything, train
+from farsight.train.loop import TrainResult, ValContext, seed_everything
 from farsight.train.rollout_context import RolloutContextConfig, with_generated_context
+from farsight.train.trainer import RunParts, Trainer, run_training
 from farsight.world_env import WorldModelParts
 
 KIND = "dynamics"
@@ -404,39 +406,36 @@ def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:
 
 
 # -- the run ----------------------------------------------------------------------------------
-def train_dynamics(
-    cfg: DynamicsRunConfig, out: str | Path, resume: bool = False, progress: bool = True
-) -> TrainResult:
-    out = Path(out)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(out, kind=KIND)
-        stored = from_dict(DynamicsRunConfig, ckpt["config"], source=f"checkpoint {ckpt['path']}")
-        for key in ("path", "autoencoder", "cache"):  # moved data may be re-pointed
-            setattr(stored.data, key, getattr(cfg.data, key) or getattr(stored.data, key))
-        cfg = stored
-        if ckpt["step"] >= cfg.train.steps:
-            print(f"run {out} is complete: step {ckpt['step']} of {cfg.train.steps}")
-            return TrainResult(step=ckpt["step"], metrics=ckpt["extra"].get("metrics", {}))
-    elif (out / CHECKPOINT_NAME).exists():
-        raise UsageError(
-            f"run folder {out} already holds a checkpoint; continue it with --resume "
-            "or choose another --out"
-        )
-    if not cfg.data.path or not cfg.data.autoencoder:
-        raise UsageError("dynamics training needs --data STORE and --autoencoder AE_RUN")
-    if (
-        cfg.grad_cosine_every
-        and cfg.train.log_every
-        and cfg.grad_cosine_every % cfg.train.log_every
-    ):
-        raise UsageError(
-            f"grad_cosine_every={cfg.grad_cosine_every} must be a multiple of "
-            f"train.log_every={cfg.train.log_every} (only logged steps are recorded)"
-        )
+class DynamicsTrainer(Trainer):
+    """Clips of a store's latent cache (its actions: true, latent or none), on one process or
+    under torchrun; the checkpoint carries the autoencoder, so it alone is a world model."""
 
-    info = setup(cfg.parallel, cfg.train.device)
-    try:
+    kind = KIND
+    config_type = DynamicsRunConfig
+    repointable = ("path", "autoencoder", "cache")
+
+    @contextlib.contextmanager
+    def session(self, cfg: DynamicsRunConfig) -> Iterator[DistInfo]:
+        info = setup(cfg.parallel, cfg.train.device)
+        try:
+            yield info
+        finally:
+            teardown()
+
+    def prepare(
+        self, cfg: DynamicsRunConfig, info: DistInfo, start_step: int, progress: bool
+    ) -> RunParts:
+        if not cfg.data.path or not cfg.data.autoencoder:
+            raise UsageError("dynamics training needs --data STORE and --autoencoder AE_RUN")
+        if (
+            cfg.grad_cosine_every
+            and cfg.train.log_every
+            and cfg.grad_cosine_every % cfg.train.log_every
+        ):
+            raise UsageError(
+                f"grad_cosine_every={cfg.grad_cosine_every} must be a multiple of "
+                f"train.log_every={cfg.train.log_every} (only logged steps are recorded)"
+            )
         if info.is_main:
             cache = open_latents(cfg, build=True)
             run_actions(cfg, cache.store, progress)  # latent labels: made once, by rank 0
@@ -458,10 +457,7 @@ def train_dynamics(
         autoencoder, ae_cfg, _ = load_autoencoder(cfg.data.autoencoder)
         seed_everything(cfg.train.seed)
         model = DynamicsModel(cfg.model)
-        if not resume and info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(out / "config.json", {"kind": KIND, "config": to_dict(cfg)})
-        objective = TrainObjective(cfg, ckpt["step"] if ckpt else 0, info.is_main)
+        objective = TrainObjective(cfg, start_step, info.is_main)
         validate = DynamicsValidation(
             cfg, val_batch(cache, cfg, extra), autoencoder, cache.store.meta["env"]
         )
@@ -478,30 +474,28 @@ def train_dynamics(
                 info.world,
             )
 
-        if progress and info.is_main:
-            params = sum(p.numel() for p in model.parameters())
-            print(
-                f"dynamics: {params / 1e6:.2f}M parameters, heads {cfg.model.heads.offsets} at "
-                f"1/{cfg.model.heads.resolutions}, {cfg.objective.kind}; {len(dataset)} training "
-                f"clips of {cfg.data.clip_len}+{extra} frames; {info.world} process(es) on "
-                f"{info.device}"
-            )
-        return train(
+        params = sum(p.numel() for p in model.parameters())
+        summary = (
+            f"dynamics: {params / 1e6:.2f}M parameters, heads {cfg.model.heads.offsets} at "
+            f"1/{cfg.model.heads.resolutions}, {cfg.objective.kind}; {len(dataset)} training "
+            f"clips of {cfg.data.clip_len}+{extra} frames; {info.world} process(es) on "
+            f"{info.device}"
+        )
+        return RunParts(
             model,
             objective,
             batches,
-            cfg.train,
-            run_dir=out,
-            kind=KIND,
-            config=cfg,
-            validate=validate,
-            resume=ckpt,
-            wrap=lambda m: parallelize(m, cfg.parallel, info),
-            progress=progress,
+            validate,
+            summary,
             extra={
                 "autoencoder": {"config": to_dict(ae_cfg), "state": autoencoder.state_dict()},
                 "env": cache.store.meta["env"],
             },
+            wrap=lambda m: parallelize(m, cfg.parallel, info),
         )
-    finally:
-        teardown()
+
+
+def train_dynamics(
+    cfg: DynamicsRunConfig, out: str | Path, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    return run_training(DynamicsTrainer(), cfg, out, resume, progress)

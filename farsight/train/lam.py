@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from farsight.config import RecipeBook, from_dict, to_dict
+from farsight.config import RecipeBook, from_dict
 from farsight.data.loader import ClipDataset
 from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
@@ -34,11 +34,13 @@ from farsight.metrics import image_grid
 from farsight.models.autoencoder import images_to_frames
 from farsight.models.lam import LAMConfig, LatentActionModel
 from farsight.objectives.lam import LAMLossConfig, LAMObjective, pair_images
-from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from farsight.parallel import DistInfo
+from farsight.train.checkpoint import load_checkpoint
 from farsight.train.config import TrainConfig
 from farsight.train.data import step_batches
-from farsight.train.loop import TrainResult, ValContext, seed_everything, train
+from farsight.train.loop import TrainResult, ValContext, seed_everything
 from farsight.train.precision import resolve_device
+from farsight.train.trainer import RunParts, Trainer, run_training
 
 KIND = "lam"
 USAGE_KEYS = ("usage_entropy", "perplexity", "codes_used", "top_share", "collapsed")
@@ -205,67 +207,51 @@ def evaluate_lam(lam: LatentActionModel, store: EpisodeStore, device) -> dict:
     }
 
 
-def train_lam(
-    cfg: LAMRunConfig, out: str | Path, resume: bool = False, progress: bool = True
-) -> TrainResult:
-    out = Path(out)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(out, kind=KIND)
-        stored = from_dict(LAMRunConfig, ckpt["config"], source=f"checkpoint {ckpt['path']}")
-        stored.data.path = cfg.data.path or stored.data.path
-        cfg = stored
-        spent = ckpt["data"].get("train_seconds", 0.0) >= cfg.train.max_minutes * 60 > 0
-        if ckpt["step"] >= cfg.train.steps or spent:
-            print(f"run {out} is complete: step {ckpt['step']}")
-            return TrainResult(step=ckpt["step"], metrics=ckpt["extra"].get("metrics", {}))
-    elif (out / CHECKPOINT_NAME).exists():
-        raise UsageError(
-            f"run folder {out} already holds a checkpoint; continue it with --resume "
-            "or choose another --out"
-        )
-    cfg.model.validate()
-    cfg.train.validate()
-    if not cfg.data.path:
-        raise UsageError("no training data: give --data STORE")
-    store = EpisodeStore(cfg.data.path)
-    if "frames" not in store.arrays:
-        raise UsageError(f"store {store.path} holds no 'frames' array (a latent cache?)")
-    dataset = pair_dataset(store, "train", cfg.model.context)
-    seed_everything(cfg.train.seed)
-    model = LatentActionModel(cfg.model)
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", {"kind": KIND, "config": to_dict(cfg)})
+class LAMTrainer(Trainer):
+    """Frame pairs of a store's train split (its actions unread); evaluated against the true
+    actions at the end."""
 
-    def batches(start_step: int):
-        return step_batches(
-            dataset, cfg.train.batch_size, start_step, cfg.train.seed, cfg.train.workers
-        )
+    kind = KIND
+    config_type = LAMRunConfig
 
-    if progress:
+    def prepare(
+        self, cfg: LAMRunConfig, info: DistInfo, start_step: int, progress: bool
+    ) -> RunParts:
+        cfg.model.validate()
+        cfg.train.validate()
+        if not cfg.data.path:
+            raise UsageError("no training data: give --data STORE")
+        store = self.store = EpisodeStore(cfg.data.path)  # evaluate reads it again
+        if "frames" not in store.arrays:
+            raise UsageError(f"store {store.path} holds no 'frames' array (a latent cache?)")
+        dataset = pair_dataset(store, "train", cfg.model.context)
+        seed_everything(cfg.train.seed)
+        model = LatentActionModel(cfg.model)
+
+        def batches(start_step: int):
+            return step_batches(
+                dataset, cfg.train.batch_size, start_step, cfg.train.seed, cfg.train.workers
+            )
+
         params = sum(p.numel() for p in model.parameters())
-        print(
+        summary = (
             f"lam: {params / 1e6:.2f}M parameters, {cfg.model.num_codes} latent actions "
             f"({cfg.model.quantizer}); {len(dataset)} training pairs"
         )
-    result = train(
-        model,
-        LAMObjective(cfg.objective),
-        batches,
-        cfg.train,
-        run_dir=out,
-        kind=KIND,
-        config=cfg,
-        validate=LAMValidation(cfg, store, progress),
-        resume=ckpt,
-        progress=progress,
-        extra={"env": store.meta.get("env", {})},
-    )
-    if result.stopped in ("done", "time"):
+        return RunParts(
+            model,
+            LAMObjective(cfg.objective),
+            batches,
+            LAMValidation(cfg, store, progress),
+            summary,
+            extra={"env": store.meta.get("env", {})},
+        )
+
+    def evaluate(self, cfg: LAMRunConfig, out: Path, result: TrainResult, progress: bool) -> None:
+        """The EMA weights' agreement with the true actions on the test and val splits."""
         device = resolve_device(cfg.train.device)
         lam, _, _ = load_lam(out, device)
-        evaluation = evaluate_lam(lam, store, device)
+        evaluation = evaluate_lam(lam, self.store, device)
         atomic_write_json(out / "eval.json", {"step": result.step, "weights": "ema", **evaluation})
         if progress:
             for split, m in evaluation.items():
@@ -276,4 +262,9 @@ def train_lam(
                     else ""
                 )
                 print(f"{split}: {m['pairs']} pairs  {agree}{usage_line(m)}")
-    return result
+
+
+def train_lam(
+    cfg: LAMRunConfig, out: str | Path, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    return run_training(LAMTrainer(), cfg, out, resume, progress)
