@@ -18,7 +18,8 @@ from farsight.eval.variants import DEFAULT_GRID, VARIANTS
 from farsight.sampling import SamplingConfig
 from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
 from farsight.train.checkpoint import load_checkpoint
-from farsight.train.dynamics import DYNAMICS_RECIPES, train_dynamics
+from farsight.train.dynamics import train_dynamics
+from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

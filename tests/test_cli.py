@@ -160,8 +160,8 @@ def registries():
     from farsight.envs import ENV_IDS
     from farsight.eval.variants import DEFAULT_GRID, VARIANTS
     from farsight.train.autoencoder import AE_RECIPES
-    from farsight.train.dynamics import DYNAMICS_RECIPES
     from farsight.train.lam import LAM_RECIPES
+    from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
     return [
         ([], [c.rsplit(".")[-1] for c in COMMANDS]),
@@ -180,8 +180,8 @@ def test_help_lists_every_name_of_its_registry(capsys, monkeypatch):
     """Every list of names a command's help prints is its registry's: all of them, also a
     recipe registered after the help was written."""
     from farsight.train.autoencoder import AE_RECIPES
-    from farsight.train.dynamics import DYNAMICS_RECIPES, dyn_tiny
     from farsight.train.lam import LAM_RECIPES
+    from farsight.train.recipes.dynamics import DYNAMICS_RECIPES, dyn_tiny
 
     for book in (AE_RECIPES, DYNAMICS_RECIPES, LAM_RECIPES):
         monkeypatch.setitem(book._recipes, f"{book.kind}_added_later", dyn_tiny)

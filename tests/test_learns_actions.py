@@ -26,7 +26,7 @@ from farsight.objectives import make_objective
 from farsight.objectives.action_probe import action_probe
 from farsight.sampling.config import SamplingConfig
 from farsight.sampling.rollout import generate, new_state, prime
-from farsight.train.dynamics import follows_actions
+from farsight.train.recipes.dynamics import follows_actions
 
 MOVES = torch.tensor([[0, 0], [-1, 0], [0, 1], [0, -1], [1, 0]])  # (row, col) per action
 GRID, CHANNELS = 8, 4

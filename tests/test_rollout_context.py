@@ -94,10 +94,11 @@ def test_config_is_checked():
 
 
 def test_generated_contexts_start_after_start_step(model_and_batch, monkeypatch):
-    from farsight.train import dynamics
+    from farsight.train import dynamics_objective
+    from farsight.train.recipes.dynamics import DynamicsRunConfig
 
     model, batch = model_and_batch
-    cfg = dynamics.DynamicsRunConfig()
+    cfg = DynamicsRunConfig()
     cfg.model = model.cfg
     cfg.data.clip_len = T
     cfg.objective.kind = "next_frame"
@@ -109,8 +110,8 @@ def test_generated_contexts_start_after_start_step(model_and_batch, monkeypatch)
         calls.append(objective.step)
         return batch
 
-    monkeypatch.setattr(dynamics, "with_generated_context", record)
-    objective = dynamics.TrainObjective(cfg, start_step=0, is_main=True)
+    monkeypatch.setattr(dynamics_objective, "with_generated_context", record)
+    objective = dynamics_objective.TrainObjective(cfg, start_step=0, is_main=True)
     for _ in range(4):
         objective(model, batch)
     assert calls == [3, 4]

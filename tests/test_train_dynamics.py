@@ -12,7 +12,8 @@ import torch
 from farsight.data.store import StoreWriter
 from farsight.errors import UsageError
 from farsight.train.checkpoint import load_checkpoint
-from farsight.train.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig, train_dynamics
+from farsight.train.dynamics import train_dynamics
+from farsight.train.recipes.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig
 from farsight.world_model import load_world_model
 
 # Every test here trains runs or starts torchrun.

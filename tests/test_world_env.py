@@ -225,7 +225,7 @@ def test_the_run_configs_sampling_is_the_default_and_flags_override_it(world_mod
     from types import SimpleNamespace
 
     from farsight.sampling.config import add_sampling_arguments, model_sampling, sampling_from_args
-    from farsight.train.dynamics import DynamicsRunConfig
+    from farsight.train.recipes.dynamics import DynamicsRunConfig
 
     assert model_sampling(world_model) == SamplingConfig()  # no run config: the defaults
     run = DynamicsRunConfig(sampling=SamplingConfig(steps=2, context="clean"))

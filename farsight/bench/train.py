@@ -57,7 +57,7 @@ def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, 
     from farsight.models.dynamics import DynamicsModel
     from farsight.objectives import make_objective
     from farsight.precision import autocast
-    from farsight.train.dynamics import own_context
+    from farsight.train.dynamics_objective import own_context
 
     torch.manual_seed(0)
     model = DynamicsModel(cfg).to(device)
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> list:
 
     from farsight.dynamics_config import DYNAMICS_SIZES, HEADS_PRESETS
     from farsight.precision import resolve_device, resolve_precision
-    from farsight.train.dynamics import DYNAMICS_RECIPES
+    from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
     if args.threads:
         torch.set_num_threads(args.threads)

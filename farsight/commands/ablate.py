@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 def dynamics_recipes() -> list[str]:
     # Imported when the command runs: cli imports every command module at startup.
-    from farsight.train.dynamics import DYNAMICS_RECIPES
+    from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
     return DYNAMICS_RECIPES.names()
 

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from farsight.data.recorder import RECORD_RECIPES, record
     from farsight.latents import build_cache
     from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
-    from farsight.train.dynamics import DYNAMICS_RECIPES, train_dynamics
+    from farsight.train.dynamics import train_dynamics
+    from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
     out = Path(args.out)
     store, ae_run, dyn_run = out / "data", out / "autoencoder", out / "dynamics"

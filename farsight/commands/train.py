@@ -32,7 +32,7 @@ TRAINERS = {
         "episode store to train on",
     ),
     "dynamics": Trainer(
-        "farsight.train.dynamics",
+        "farsight.train.recipes.dynamics",
         "DYNAMICS_RECIPES",
         "train the dynamics model (diffusion forcing + multi-frame heads) on the latents of an "
         "episode store; under torchrun: DDP, or FSDP2 with parallel.strategy=fsdp",
@@ -140,7 +140,8 @@ def run_lam(args: argparse.Namespace) -> int:
 
 def run_dynamics(args: argparse.Namespace) -> int:
     # Imported when the command runs: the trainer imports torch, which --help never needs.
-    from farsight.train.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig, train_dynamics
+    from farsight.train.dynamics import train_dynamics
+    from farsight.train.recipes.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig
 
     cfg = config_from_args(args, DYNAMICS_RECIPES, "dyn_quickstart", DynamicsRunConfig)
     for key, value in (("path", args.data), ("autoencoder", args.autoencoder)):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from farsight.config import ConfigError
 
 if TYPE_CHECKING:
-    from farsight.train.dynamics import DynamicsRunConfig
+    from farsight.train.recipes.dynamics import DynamicsRunConfig
 
 Variant = Callable[["DynamicsRunConfig"], None]
 VARIANTS: dict[str, Variant] = {}
@@ -131,7 +131,7 @@ def maskgit_skip_cascade(cfg: DynamicsRunConfig) -> None:
 def _use_maskgit(cfg: DynamicsRunConfig) -> None:
     # Imported when a variant is applied: `farsight ablate --help` lists the variants from this
     # module, which therefore never imports torch.
-    from farsight.train.dynamics import dyn_maskgit
+    from farsight.train.recipes.dynamics import dyn_maskgit
 
     cfg.objective.kind = "maskgit"
     genie = dyn_maskgit().sampling  # steps and temperature chosen for MaskGIT rollouts

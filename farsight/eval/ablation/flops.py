@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from farsight.models.dynamics import DynamicsModel
 from farsight.objectives import make_objective
-from farsight.train.dynamics import DynamicsRunConfig
+from farsight.train.recipes.dynamics import DynamicsRunConfig
 
 
 def step_flops(cfg: DynamicsRunConfig) -> dict[str, float]:

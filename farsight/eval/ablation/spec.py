@@ -13,7 +13,7 @@ from farsight.eval.run import DONE_FILE, EvalConfig
 from farsight.eval.variants import get_variant
 from farsight.io import atomic_write_json, read_json
 from farsight.train.checkpoint import load_checkpoint
-from farsight.train.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig
+from farsight.train.recipes.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig
 
 SPEC_FILE = "ablate.json"
 RUN_FILE = "run.json"

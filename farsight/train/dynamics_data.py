@@ -1,0 +1,75 @@
+"""What a dynamics run reads: the latent cache of its store, with the run's actions, and the
+latent geometry the model takes from it.
+
+The store is encoded once into a latent cache (``RUN_OF_AE/latents/<store>-<path hash>`` unless
+``data.cache`` names one; built here if missing), so training never runs the encoder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from farsight.action_source import relabel
+from farsight.data.store import EpisodeStore
+from farsight.errors import UsageError
+from farsight.latents import LatentCache, build_cache, default_cache_path, open_cache
+from farsight.models.tokens import input_channels, output_channels
+from farsight.train.recipes.dynamics import DynamicsRunConfig
+
+
+def open_latents(cfg: DynamicsRunConfig, build: bool):
+    """The run's latent cache, checked against its store and autoencoder (built if asked)."""
+    data, ae = cfg.data.path, cfg.data.autoencoder
+    path = Path(cfg.data.cache) if cfg.data.cache else default_cache_path(ae, data)
+    if build and not (path / "manifest.json").exists():
+        print(f"no latent cache at {path} yet: encoding {data} once")
+        build_cache(ae, data, path)
+    if not (path / "manifest.json").exists():
+        return LatentCache(path)  # raises: not found
+    return open_cache(path, store=data, autoencoder=ae)
+
+
+def val_batch(cache, cfg: DynamicsRunConfig, extra: int) -> dict:
+    """A fixed batch of validation clips (training clips if the store has no val split)."""
+    for split in ("val", "train"):
+        try:
+            clips = cache.clips(cfg.data.clip_len, extra, cfg.data.stride, split=split)
+        except ValueError:
+            continue
+        picks = np.linspace(0, len(clips) - 1, min(cfg.data.val_clips, len(clips))).astype(int)
+        items = [clips[int(i)] for i in np.unique(picks)]
+        return {k: torch.stack([it[k] for it in items]) for k in ("latents", "actions")}
+    raise UsageError(f"latent cache {cache.path} has no clip of {cfg.data.clip_len + extra} frames")
+
+
+def run_actions(cfg: DynamicsRunConfig, store, progress: bool = True):
+    """``store`` (frames or latent cache) with the run's actions (``data.actions``)."""
+    frames = None
+    if cfg.data.actions == "latent":
+        frames = EpisodeStore(cfg.data.path, verify="size")
+    return relabel(
+        store, cfg.data.actions, lam=cfg.data.lam, frames_store=frames, progress=progress
+    )
+
+
+def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:
+    """Latent geometry from the cache: continuous latents for diffusion, FSQ tokens (code
+    values + a mask flag in, per-channel level logits out) for MaskGIT."""
+    token_path = cfg.objective.kind == "maskgit"
+    wanted = "fsq" if token_path else "continuous"
+    if info.kind != wanted:
+        raise UsageError(
+            f"objective.kind={cfg.objective.kind} needs a {wanted} autoencoder's latents; "
+            f"the latent cache holds {info.kind} latents"
+        )
+    cfg.model.latent_size = tuple(info.grid)
+    if token_path:
+        levels = tuple(info.fsq_levels)
+        cfg.objective.fsq_levels = levels
+        cfg.model.latent_channels = input_channels(levels)
+        cfg.model.out_channels = output_channels(levels)
+    else:
+        cfg.model.latent_channels = info.channels
