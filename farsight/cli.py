@@ -46,9 +46,9 @@ def chosen(argv: Sequence[str] | None, choices: Sequence[str]) -> str | None:
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose help can list names from a registry that is costly to import
-    (recipes import torch): ``lazy_help(action, text)`` calls ``text()`` for the action's help
-    only when the help is printed, so the list is the registry's own, never a copy."""
+    """An ArgumentParser whose help can list names from a registry that every start of the CLI
+    should not import: ``lazy_help(action, text)`` calls ``text()`` for the action's help only
+    when the help is printed, so the list is the registry's own, never a copy."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -24,20 +25,14 @@ from torch import Tensor, nn
 
 from farsight.config import ConfigError
 
+if TYPE_CHECKING:  # its config lives with the other training configs, which import no torch
+    from farsight.train.config import ParallelConfig
+
 # FSDP, DTensor and distributed checkpointing are imported in the functions below that use
 # them, and only on a sharded model: they take about a second to import, which a one-process
 # run (and every objective, which imports this module) would pay for nothing.
 
 STRATEGIES = ("ddp", "fsdp")
-
-
-@dataclass
-class ParallelConfig:
-    strategy: str = "ddp"
-    """How a multi-process run shares the model: ``ddp`` (replicas) or ``fsdp`` (FSDP2
-    sharding of parameters, gradients and optimizer state)."""
-    backend: str = "auto"
-    """Process-group backend: ``auto`` (nccl on CUDA, gloo on CPU), ``nccl`` or ``gloo``."""
 
 
 @dataclass(frozen=True)

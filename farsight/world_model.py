@@ -17,8 +17,8 @@ import torch
 from farsight.config import from_dict
 from farsight.models.autoencoder import Autoencoder
 from farsight.models.dynamics import DynamicsModel
-from farsight.train.autoencoder import AutoencoderRunConfig
 from farsight.train.checkpoint import CheckpointError, load_checkpoint, model_state
+from farsight.train.recipes.autoencoder import AutoencoderRunConfig
 from farsight.train.recipes.dynamics import KIND, DynamicsRunConfig
 from farsight.world_env import WorldModelParts
 

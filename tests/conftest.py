@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from farsight.data.recorder import RecordConfig, record
-from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
+from farsight.train.autoencoder import train_autoencoder
+from farsight.train.recipes.autoencoder import AE_RECIPES
 
 
 @contextlib.contextmanager

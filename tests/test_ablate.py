@@ -16,9 +16,10 @@ from farsight.eval.ablation import AblateSpec, check_spec, run_config, run_grid
 from farsight.eval.run import EvalConfig
 from farsight.eval.variants import DEFAULT_GRID, VARIANTS
 from farsight.sampling import SamplingConfig
-from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
+from farsight.train.autoencoder import train_autoencoder
 from farsight.train.checkpoint import load_checkpoint
 from farsight.train.dynamics import train_dynamics
+from farsight.train.recipes.autoencoder import AE_RECIPES
 from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
 pytestmark = pytest.mark.usefixtures("one_thread")

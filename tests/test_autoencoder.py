@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from farsight.autoencoder_config import AutoencoderConfig, AutoencoderLossConfig
 from farsight.config import ConfigError
 from farsight.metrics import image_grid, image_metrics
-from farsight.models.autoencoder import (
-    Autoencoder,
-    AutoencoderConfig,
-    frames_to_images,
-    images_to_frames,
-)
+from farsight.models.autoencoder import Autoencoder, frames_to_images, images_to_frames
 from farsight.models.fsq import FSQ
-from farsight.objectives.autoencoder import AutoencoderLossConfig, ReconstructionObjective
+from farsight.objectives.autoencoder import ReconstructionObjective
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -41,7 +41,9 @@ def run_python(
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "COLUMNS": "1000"}
+    # ROOT: this checkout's farsight, also where the environment's install is another one's.
+    path = os.pathsep.join([str(site), str(ROOT)])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "COLUMNS": "1000"}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         cwd=tmp_path,
@@ -159,9 +161,9 @@ def registries():
     from farsight.data.recorder import RECORD_RECIPES
     from farsight.envs import ENV_IDS
     from farsight.eval.variants import DEFAULT_GRID, VARIANTS
-    from farsight.train.autoencoder import AE_RECIPES
-    from farsight.train.lam import LAM_RECIPES
+    from farsight.train.recipes.autoencoder import AE_RECIPES
     from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
+    from farsight.train.recipes.lam import LAM_RECIPES
 
     return [
         ([], [c.rsplit(".")[-1] for c in COMMANDS]),
@@ -179,9 +181,9 @@ def registries():
 def test_help_lists_every_name_of_its_registry(capsys, monkeypatch):
     """Every list of names a command's help prints is its registry's: all of them, also a
     recipe registered after the help was written."""
-    from farsight.train.autoencoder import AE_RECIPES
-    from farsight.train.lam import LAM_RECIPES
+    from farsight.train.recipes.autoencoder import AE_RECIPES
     from farsight.train.recipes.dynamics import DYNAMICS_RECIPES, dyn_tiny
+    from farsight.train.recipes.lam import LAM_RECIPES
 
     for book in (AE_RECIPES, DYNAMICS_RECIPES, LAM_RECIPES):
         monkeypatch.setitem(book._recipes, f"{book.kind}_added_later", dyn_tiny)
@@ -190,6 +192,42 @@ def test_help_lists_every_name_of_its_registry(capsys, monkeypatch):
         missing = [name for name in names if name not in text]
         assert not missing, (argv, missing)
     assert "dynamics_added_later" in help_text(["train", "dynamics"], capsys, monkeypatch)
+
+
+RECIPE_MODULES = ("autoencoder", "lam", "dynamics")
+
+
+def test_recipes_and_their_help_import_no_torch(tmp_path):
+    """The run configs and their recipe registries import no torch: every recipe builds, and
+    the help of ``train`` and ``ablate`` lists them all, in an interpreter that never loads
+    torch."""
+    result = run_python(
+        f"""
+        import importlib
+        import sys
+
+        for name in {RECIPE_MODULES!r}:
+            module = importlib.import_module(f"farsight.train.recipes.{{name}}")
+            book = next(v for v in vars(module).values() if type(v).__name__ == "RecipeBook")
+            for recipe in book.names():
+                book.get(recipe).train.validate()
+        from farsight.cli import main
+
+        for argv in [["train", name] for name in {RECIPE_MODULES!r}] + [["ablate"]]:
+            try:
+                main([*argv, "--help"])
+            except SystemExit as e:
+                assert e.code == 0, (argv, e.code)
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] == "torch")
+        assert not loaded, loaded[:5]
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for argv, names in registries():
+        if argv[:1] == ["train"] and len(argv) == 2:
+            missing = [name for name in names if name not in result.stdout]
+            assert not missing, (argv, missing)
 
 
 def test_quickstart_retrains_a_stage_whose_run_was_deleted(tmp_path):

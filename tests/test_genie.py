@@ -12,8 +12,9 @@ from farsight.action_source import ActionSourceError, relabel, store_for_model
 from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.play.keymap import keymap
 from farsight.train.dynamics import train_dynamics
-from farsight.train.lam import LAM_RECIPES, train_lam
+from farsight.train.lam import train_lam
 from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
+from farsight.train.recipes.lam import LAM_RECIPES
 from farsight.world_env import WorldModelEnv
 from farsight.world_model import load_world_model
 

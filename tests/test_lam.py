@@ -17,7 +17,8 @@ from farsight.eval.latent_actions import (
     contingency,
     normalized_mutual_information,
 )
-from farsight.models.lam import LAMConfig, LatentActionModel
+from farsight.lam_config import LAMConfig
+from farsight.models.lam import LatentActionModel
 from farsight.objectives.lam import LAMObjective, code_usage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -200,7 +201,8 @@ def test_finds_the_true_actions_on_fresh_pairs():
 
 def test_train_lam_writes_agreement(tmp_path):
     from farsight.data.recorder import RecordConfig, record
-    from farsight.train.lam import LAM_RECIPES, load_lam, train_lam
+    from farsight.train.lam import load_lam, train_lam
+    from farsight.train.recipes.lam import LAM_RECIPES
 
     rec = RecordConfig(frames=600, shard_frames=300)
     rec.env.arena.episode_steps = 100

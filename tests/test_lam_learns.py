@@ -19,9 +19,11 @@ import torch
 
 from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.eval.latent_actions import code_usage_stats, latent_usage, usage_line
-from farsight.models.lam import LAMConfig, LatentActionModel
-from farsight.train.lam import LAM_RECIPES, LAMValidation, load_lam, train_lam
+from farsight.lam_config import LAMConfig
+from farsight.models.lam import LatentActionModel
+from farsight.train.lam import LAMValidation, load_lam, train_lam
 from farsight.train.loop import ValContext
+from farsight.train.recipes.lam import LAM_RECIPES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

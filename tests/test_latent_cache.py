@@ -16,8 +16,9 @@ from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.errors import FarsightError
 from farsight.latents import LatentCache, StaleCacheError, build_cache, open_cache
 from farsight.models.autoencoder import Autoencoder, frames_to_images
-from farsight.train.autoencoder import AE_RECIPES, load_autoencoder
+from farsight.train.autoencoder import load_autoencoder
 from farsight.train.checkpoint import save_checkpoint
+from farsight.train.recipes.autoencoder import AE_RECIPES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -34,7 +34,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("envs", ("farsight.envs",)),
     ("data", ("farsight.data",)),
-    ("models", ("farsight.models", "farsight.dynamics_config")),
+    (
+        "models",
+        (
+            "farsight.models",
+            "farsight.dynamics_config",
+            "farsight.autoencoder_config",
+            "farsight.lam_config",
+        ),
+    ),
     ("diffusion maths", ("farsight.diffusion",)),
     ("objectives", ("farsight.objectives",)),
     ("sampling", ("farsight.sampling",)),

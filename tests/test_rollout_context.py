@@ -8,7 +8,8 @@ from farsight.dynamics_config import dynamics_tiny
 from farsight.models.dynamics import DynamicsModel, actions_into_frames
 from farsight.sampling import rollout
 from farsight.sampling.config import SamplingConfig
-from farsight.train.rollout_context import RolloutContextConfig, with_generated_context
+from farsight.train.recipes.dynamics import RolloutContextConfig
+from farsight.train.rollout_context import with_generated_context
 
 T, EXTRA = 4, 2
 SAMPLING = SamplingConfig(steps=2, context_level=0.1)

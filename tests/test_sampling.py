@@ -32,7 +32,7 @@ from farsight.sampling import (
     pyramid_schedule,
     shift_levels,
 )
-from farsight.train.autoencoder import ae_tiny
+from farsight.train.recipes.autoencoder import ae_tiny
 
 B, PROMPT, FRAMES = 2, 3, 7  # prompt + frames > window (4): the ring wraps
 

@@ -13,16 +13,11 @@ from farsight.cli import main
 from farsight.config import build_config
 from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.precision import autocast, resolve_precision
-from farsight.train.autoencoder import (
-    AE_RECIPES,
-    AutoencoderRunConfig,
-    frame_dataset,
-    load_autoencoder,
-    train_autoencoder,
-)
+from farsight.train.autoencoder import frame_dataset, load_autoencoder, train_autoencoder
 from farsight.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from farsight.train.data import ResumableSampler, step_batches
 from farsight.train.ema import EMA
+from farsight.train.recipes.autoencoder import AE_RECIPES, AutoencoderRunConfig
 from farsight.train.schedule import lr_factor
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from farsight.errors import UsageError
-from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
+from farsight.train.autoencoder import train_autoencoder
 from farsight.train.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
 from farsight.train.dynamics import train_dynamics
-from farsight.train.lam import LAM_RECIPES, train_lam
+from farsight.train.lam import train_lam
+from farsight.train.recipes.autoencoder import AE_RECIPES
 from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
+from farsight.train.recipes.lam import LAM_RECIPES
 
 # kind -> (its tiny recipe, its run function)
 TRAINERS = {

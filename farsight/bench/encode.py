@@ -21,8 +21,9 @@ from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.latents import build_cache
 from farsight.models.autoencoder import Autoencoder, frames_to_images
 from farsight.precision import autocast, bf16_is_fast, resolve_device
-from farsight.train.autoencoder import AE_RECIPES, load_autoencoder
+from farsight.train.autoencoder import load_autoencoder
 from farsight.train.checkpoint import save_checkpoint
+from farsight.train.recipes.autoencoder import AE_RECIPES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -36,7 +36,7 @@ from farsight.models.dynamics import DynamicsModel
 from farsight.precision import resolve_device
 from farsight.sampling import SamplingConfig, generate
 from farsight.sampling.config import model_sampling
-from farsight.train.autoencoder import ae_arena
+from farsight.train.recipes.autoencoder import ae_arena
 from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 from farsight.world_env import WorldModelEnv, WorldModelParts
 from farsight.world_model import load_world_model

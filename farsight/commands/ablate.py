@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
         help="overrides of the recipe for every run (given together, before or after the options)",
     )
     recipe = p.add_argument("--recipe", default="abl_cpu", help="dynamics recipe")
-    # The dynamics recipes import torch: listed from their registry only when help is printed.
+    # Listed from the dynamics recipes' registry, imported only when help is printed.
     p.lazy_help(
         recipe,
         lambda: f"dynamics recipe, one of: {', '.join(dynamics_recipes())} (default abl_cpu)",
@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def dynamics_recipes() -> list[str]:
-    # Imported when the command runs: cli imports every command module at startup.
+    # Imported when help is printed: cli imports every command module at startup.
     from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
     return DYNAMICS_RECIPES.names()

@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from farsight.config import apply_overrides
     from farsight.data.recorder import RECORD_RECIPES, record
     from farsight.latents import build_cache
-    from farsight.train.autoencoder import AE_RECIPES, train_autoencoder
+    from farsight.train.autoencoder import train_autoencoder
     from farsight.train.dynamics import train_dynamics
+    from farsight.train.recipes.autoencoder import AE_RECIPES
     from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
     out = Path(args.out)

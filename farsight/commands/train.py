@@ -15,18 +15,19 @@ from farsight.errors import UsageError
 
 class Trainer(NamedTuple):
     module: str
-    """Defines the RecipeBook ``recipes`` names; ``RUNNERS`` turns its command line into a run."""
+    """Defines the run config and the RecipeBook ``recipes`` names (no torch imported there);
+    ``RUNNERS`` turns the command line into a run."""
     recipes: str
     help: str
     data: str
     """What ``--data`` takes."""
 
 
-# Modules are imported only when run (or their recipes listed by --help), so the CLI starts
+# Recipe modules are imported only when a run starts or --help lists them, so the CLI starts
 # fast. A trainer for another model adds a line here.
 TRAINERS = {
     "autoencoder": Trainer(
-        "farsight.train.autoencoder",
+        "farsight.train.recipes.autoencoder",
         "AE_RECIPES",
         "train the frame autoencoder on an episode store",
         "episode store to train on",
@@ -40,7 +41,7 @@ TRAINERS = {
         "autoencoder's run folder, or named with data.cache=PATH",
     ),
     "lam": Trainer(
-        "farsight.train.lam",
+        "farsight.train.recipes.lam",
         "LAM_RECIPES",
         "train the latent action model on frame pairs of an episode store (true actions "
         "are only compared with)",
@@ -80,7 +81,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
     for name, trainer in TRAINERS.items():
         tp = model_sub.add_parser(name, help=trainer.help, description=trainer.help)
         recipe = add_common_arguments(tp, trainer.data)
-        # The recipe names come from the trainer's RecipeBook, imported (with torch) only
+        # The recipe names come from the trainer's RecipeBook, imported (without torch) only
         # when this help is printed.
         tp.lazy_help(
             recipe,
@@ -91,7 +92,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
         )
         if name == "dynamics":
             tp.add_argument("--autoencoder", help="autoencoder checkpoint or run folder")
-        tp.set_defaults(func=run, trainer_module=trainer.module)
+        tp.set_defaults(func=run)
 
 
 def add_common_arguments(p: argparse.ArgumentParser, data_help: str) -> argparse.Action:
@@ -126,14 +127,16 @@ def _run_one_stream(args: argparse.Namespace, recipes, default: str, config_type
 
 def run_autoencoder(args: argparse.Namespace) -> int:
     # Imported when the command runs: the trainer imports torch, which --help never needs.
-    from farsight.train.autoencoder import AE_RECIPES, AutoencoderRunConfig, train_autoencoder
+    from farsight.train.autoencoder import train_autoencoder
+    from farsight.train.recipes.autoencoder import AE_RECIPES, AutoencoderRunConfig
 
     return _run_one_stream(args, AE_RECIPES, "ae_cpu", AutoencoderRunConfig, train_autoencoder)
 
 
 def run_lam(args: argparse.Namespace) -> int:
     # Imported when the command runs: the trainer imports torch, which --help never needs.
-    from farsight.train.lam import LAM_RECIPES, LAMRunConfig, train_lam
+    from farsight.train.lam import train_lam
+    from farsight.train.recipes.lam import LAM_RECIPES, LAMRunConfig
 
     return _run_one_stream(args, LAM_RECIPES, "lam_cpu", LAMRunConfig, train_lam)
 

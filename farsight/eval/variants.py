@@ -17,14 +17,11 @@ at equal compute. They roll out as ``dyn_maskgit`` does (its MaskGIT steps and t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from farsight.config import ConfigError
+from farsight.train.recipes.dynamics import DynamicsRunConfig, dyn_maskgit
 
-if TYPE_CHECKING:
-    from farsight.train.recipes.dynamics import DynamicsRunConfig
-
-Variant = Callable[["DynamicsRunConfig"], None]
+Variant = Callable[[DynamicsRunConfig], None]
 VARIANTS: dict[str, Variant] = {}
 
 DEFAULT_GRID = (
@@ -129,10 +126,6 @@ def maskgit_skip_cascade(cfg: DynamicsRunConfig) -> None:
 
 
 def _use_maskgit(cfg: DynamicsRunConfig) -> None:
-    # Imported when a variant is applied: `farsight ablate --help` lists the variants from this
-    # module, which therefore never imports torch.
-    from farsight.train.recipes.dynamics import dyn_maskgit
-
     cfg.objective.kind = "maskgit"
     genie = dyn_maskgit().sampling  # steps and temperature chosen for MaskGIT rollouts
     cfg.sampling.steps, cfg.sampling.temperature = genie.steps, genie.temperature

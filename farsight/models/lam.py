@@ -41,91 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from farsight.config import ConfigError
+from farsight.lam_config import LAMConfig
 from farsight.models.autoencoder import ResBlock, groups_for
 from farsight.models.fsq import FSQ
-
-QUANTIZERS = ("fsq", "vq")
-
-
-@dataclass
-class LAMConfig:
-    num_codes: int = 8
-    """|A|: size of the latent action vocabulary."""
-    quantizer: str = "fsq"
-    """fsq or vq."""
-    fsq_levels: tuple[int, ...] = (2, 2, 2)
-    """fsq: levels per channel; their product must be num_codes."""
-    code_dim: int = 16
-    """vq: width of the codebook vectors."""
-    patch: int = 4
-    """Pixel-unshuffle stem: both networks run at H / patch (a CPU-friendly resolution)."""
-    width: int = 64
-    blocks: int = 2
-    """ResNet blocks per stage, in the encoder and in the decoder."""
-    down: int = 2
-    """Stride-2 stages of the encoder after the stem (16x16 -> 4x4 for 64x64 frames)."""
-    residual: bool = True
-    """The decoder predicts x_{t+1} - x_t and adds x_t (static frames cost nothing)."""
-    motion_radius: int = 3
-    """Shifts (dy, dx) in motion_step * [-r, r]^2: the encoder's cost volume (``cost_volume``)
-    and the decoder's candidate moves of x_t (``warp``). 0: neither."""
-    motion_step: int = 1
-    """Pixels between the shifts (1: the arena's 1-2 px camera moves are all on the grid)."""
-    warp: bool = True
-    """The decoder predicts, per cell, a mixture over the shifts of x_t (which way each part
-    of the frame moves) plus a residual, instead of new pixels only. A camera following the
-    player is then one choice of shift for the whole frame, which the action can make; a
-    convolutional decoder would first have to learn to translate textures."""
-    motion_readout: bool = False
-    """The encoder's head also reads, per shift s of the cost volume, the spatial mean and max
-    of cost(0) - cost(s): how much better s explains x_{t+1} than "nothing moved", over the
-    whole frame (a camera move) and at its best cell (a sprite's move). Parameter-free; without
-    it the encoder's convolutions must first learn that comparison, and until they do the codes
-    carry no motion. On a sprite world, trained on the true actions, an encoder without it still
-    named few moves after 300 steps, one with it nearly all after 250, while a decoder given
-    the true actions used them within 100: the encoder is the slow half."""
-    encoder_frames: bool = True
-    """The encoder reads x_t and x_{t+1} themselves, besides their difference and the cost
-    volume. false: only the change, so the code cannot start out describing the scene (which
-    the decoder sees anyway) instead of what moved. It helped on a sprite world, not on the
-    arena (fewer codes in use there)."""
-    context: int = 0
-    """Past frames x_{t-c..t-1} the decoder also sees (0: x_t alone). Things that move on their
-    own (the arena's discs) are then predictable from their last move, so the code's few bits
-    are not spent on them. The decoder reads the past frames and, with ``motion_radius`` > 0,
-    the cost volume of the last move (x_t against x_{t-1} shifted), which its warp can
-    repeat. The encoder stays a function of the pair alone, so labelling a store is unchanged.
-    On the arena the decoder then predicts far more, but the codes carry less of the actions:
-    the player's move is also predictable from its last one."""
-    norm_groups: int = 8
-    image_channels: int = 3
-
-    def validate(self) -> LAMConfig:
-        if self.quantizer not in QUANTIZERS:
-            raise ConfigError(f"model.quantizer={self.quantizer!r}; choose fsq or vq")
-        if self.num_codes < 2:
-            raise ConfigError(f"model.num_codes={self.num_codes} must be >= 2")
-        if self.quantizer == "fsq" and math.prod(self.fsq_levels) != self.num_codes:
-            raise ConfigError(
-                f"model.fsq_levels={list(self.fsq_levels)} give {math.prod(self.fsq_levels)} "
-                f"codes but model.num_codes={self.num_codes}; e.g. 8 = [2,2,2], 6 = [3,2]"
-            )
-        if self.warp and self.motion_radius < 1:
-            raise ConfigError("model.warp=true needs model.motion_radius >= 1 (its shifts)")
-        if self.context < 0:
-            raise ConfigError(f"model.context={self.context} must be >= 0")
-        if self.patch not in (1, 2, 4, 8) or self.width < 1 or self.blocks < 1 or self.down < 0:
-            raise ConfigError("model.patch must be 1, 2, 4 or 8; width, blocks >= 1; down >= 0")
-        return self
-
-    @property
-    def motion_shifts(self) -> int:
-        return (2 * self.motion_radius + 1) ** 2
-
-    @property
-    def latent_dim(self) -> int:
-        return len(self.fsq_levels) if self.quantizer == "fsq" else self.code_dim
 
 
 def shifts(radius: int, step: int) -> list[tuple[int, int]]:

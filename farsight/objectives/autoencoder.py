@@ -19,27 +19,12 @@ Dimension legend: B batch, H W frame, C h w latent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from farsight.autoencoder_config import AutoencoderLossConfig
 from farsight.models.autoencoder import frames_to_images
-
-
-@dataclass
-class AutoencoderLossConfig:
-    l1: float = 1.0
-    l2: float = 1.0
-    gradient: float = 0.0
-    """Weight of the L1 loss on horizontal and vertical pixel differences."""
-    kl: float = 0.0
-    """KL weight for model.variational=true (small, e.g. 1e-6 as in latent diffusion)."""
-    latent_noise: float = 0.0
-    """Std of Gaussian noise added to plain continuous latents (decoder robustness)."""
-    latent_l2: float = 0.0
-    """Penalty on the squared latent (keeps its scale bounded when latent_noise > 0)."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:

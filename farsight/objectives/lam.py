@@ -19,32 +19,12 @@ Dimension legend: B batch, H W frame, K num_codes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from farsight.lam_config import LAMLossConfig
 from farsight.models.autoencoder import frames_to_images
-
-
-@dataclass
-class LAMLossConfig:
-    l2: float = 1.0
-    l1: float = 0.0
-    commitment: float = 0.25
-    """vq: beta, the weight of the commitment loss (VQ-VAE's 0.25)."""
-    codebook: float = 1.0
-    """vq: weight of the codebook loss."""
-    usage: float = 0.05
-    """Weight of the code-usage (entropy) loss: mean per-pair entropy of the soft code
-    assignment minus the entropy of the batch's average assignment (MAGVIT-2's LFQ entropy
-    loss), relative to the copy baseline's error |x_{t+1} - x_t|^2 (so its pull is the same
-    share of the reconstruction signal whether frames change a lot or a little). Without it
-    the codes collapse early: before the decoder reads the action, a code that varies is only
-    noise to it, so the encoder sends one code for every pair. Too large, it wins over
-    reconstruction and spreads the codes at random (no agreement with the true actions)."""
-    temperature: float = 0.1
-    """Soft assignment p(k | pair) = softmax(-|soft code - code_k|^2 / temperature)."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:

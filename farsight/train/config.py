@@ -1,4 +1,5 @@
-"""Configs shared by every training run: optimizer, schedule, precision, intervals."""
+"""Configs shared by training runs: optimizer, schedule, precision, intervals, and how a
+multi-process run shares its model (``farsight.parallel``). No torch is imported here."""
 
 from __future__ import annotations
 
@@ -63,3 +64,12 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1)")
         return self
+
+
+@dataclass
+class ParallelConfig:
+    strategy: str = "ddp"
+    """How a multi-process run shares the model: ``ddp`` (replicas) or ``fsdp`` (FSDP2
+    sharding of parameters, gradients and optimizer state)."""
+    backend: str = "auto"
+    """Process-group backend: ``auto`` (nccl on CUDA, gloo on CPU), ``nccl`` or ``gloo``."""

@@ -1,4 +1,4 @@
-"""Training the latent action model (LAM): run config, recipes, validation, evaluation, loading.
+"""Training the latent action model (LAM): data, validation, evaluation, loading, the trainer.
 
     farsight train lam [recipe] [key=value ...] --data STORE --out RUN [--resume]
 
@@ -11,12 +11,12 @@ share of codes used, a ``collapsed`` flag, also printed as a line of its own so 
 shows while it happens) and NMI with the true actions on it),
 ``samples/actions_step*.png`` (rows: x_t, x_{t+1}, the prediction, then x_t decoded under each
 latent action 0..K-1) and, at the end, ``eval.json``: agreement of the latent actions with the
-true ones on the test split (NMI, MI, purity, contingency table).
+true ones on the test split (NMI, MI, purity, contingency table). The run config and its
+recipes are in ``recipes/lam.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from farsight.config import RecipeBook, from_dict
+from farsight.config import from_dict
 from farsight.data.loader import ClipDataset
 from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
@@ -32,95 +32,17 @@ from farsight.eval.latent_actions import latent_action_agreement, latent_usage, 
 from farsight.io import atomic_write, atomic_write_json
 from farsight.metrics import image_grid
 from farsight.models.autoencoder import images_to_frames
-from farsight.models.lam import LAMConfig, LatentActionModel
-from farsight.objectives.lam import LAMLossConfig, LAMObjective, pair_images
+from farsight.models.lam import LatentActionModel
+from farsight.objectives.lam import LAMObjective, pair_images
 from farsight.parallel import DistInfo
 from farsight.train.checkpoint import load_checkpoint
-from farsight.train.config import TrainConfig
 from farsight.train.data import step_batches
 from farsight.train.loop import TrainResult, ValContext, seed_everything
 from farsight.train.precision import resolve_device
+from farsight.train.recipes.lam import KIND, LAMRunConfig
 from farsight.train.trainer import RunParts, Trainer, run_training
 
-KIND = "lam"
 USAGE_KEYS = ("usage_entropy", "perplexity", "codes_used", "top_share", "collapsed")
-
-
-@dataclass
-class LAMDataConfig:
-    path: str = ""
-    """Episode store to train on (``--data``)."""
-    val_pairs: int = 256
-    """Validation pairs for the prediction error (fixed, spread over the val split)."""
-    agreement_pairs: int = 2000
-    """Pairs of the val split used for the NMI at each validation (0: all)."""
-    grid_pairs: int = 8
-
-
-@dataclass
-class LAMRunConfig:
-    model: LAMConfig = field(default_factory=LAMConfig)
-    objective: LAMLossConfig = field(default_factory=LAMLossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    data: LAMDataConfig = field(default_factory=LAMDataConfig)
-
-
-LAM_RECIPES = RecipeBook(KIND)
-
-
-@LAM_RECIPES.register
-def lam_cpu() -> LAMRunConfig:
-    """CPU recipe (2 shared cores, fp32, ~10 minutes): 8 latent actions by FSQ (2 x 2 x 2),
-    both networks at 16x16 (patch 4), width 64. The encoder reads the cost volume's pooled
-    motion evidence (``motion_readout``): at 400 steps on the arena it raised the test NMI from
-    0.041 to 0.145."""
-    cfg = LAMRunConfig()
-    cfg.model.motion_readout = True
-    cfg.train = TrainConfig(
-        steps=6000,
-        batch_size=32,
-        workers=0,
-        log_every=25,
-        val_every=500,
-        ckpt_every=500,
-        max_minutes=10.0,
-        precision="fp32",
-    )
-    cfg.train.optim.lr = 2e-3
-    cfg.train.optim.warmup_steps = 50
-    cfg.train.ema_decay = 0.99
-    return cfg
-
-
-@LAM_RECIPES.register
-def lam_vq() -> LAMRunConfig:
-    """The CPU recipe with a cosine VQ codebook of 8 instead of FSQ."""
-    cfg = lam_cpu()
-    cfg.model.quantizer = "vq"
-    return cfg
-
-
-@LAM_RECIPES.register
-def lam_gpu() -> LAMRunConfig:
-    """A bigger LAM for one GPU."""
-    cfg = lam_cpu()
-    cfg.model.width, cfg.model.blocks, cfg.model.patch = 128, 2, 2
-    cfg.train = TrainConfig(steps=30_000, batch_size=128, workers=4, precision="auto")
-    cfg.train.optim.lr = 5e-4
-    return cfg
-
-
-@LAM_RECIPES.register
-def lam_tiny() -> LAMRunConfig:
-    """For tests: seconds on a CPU."""
-    cfg = LAMRunConfig()
-    cfg.model = LAMConfig(width=8, blocks=1, down=1, norm_groups=4)
-    cfg.train = TrainConfig(
-        steps=6, batch_size=4, workers=0, log_every=2, val_every=3, ckpt_every=3, precision="fp32"
-    )
-    cfg.train.optim.warmup_steps = 2
-    cfg.data = LAMDataConfig(val_pairs=8, agreement_pairs=64, grid_pairs=2)
-    return cfg
 
 
 # -- data -------------------------------------------------------------------------------------

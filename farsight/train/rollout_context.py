@@ -17,48 +17,14 @@ Dimension legend: B batch, T clip frames (plus the far heads' extra frames), C H
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
-from farsight.config import ConfigError
 from farsight.models.dynamics import actions_into_frames
 from farsight.parallel import unwrap
 from farsight.sampling import rollout
 from farsight.sampling.config import SamplingConfig
-
-OBJECTIVES = ("next_frame", "teacher_forcing")
-"""Objectives that train the last frame only: the generated frames are never targets."""
-
-
-@dataclass
-class RolloutContextConfig:
-    fraction: float = 0.0
-    """Share of each batch's clips whose context the model generates itself (0: off)."""
-    min_prompt: int = 1
-    """Fewest true frames a generated context starts from."""
-    start_step: int = 0
-    """Steps up to this one learn from true contexts only; later ones generate theirs
-    (a curriculum, as scheduled sampling's: its own rollouts teach little before it has
-    learned to follow the actions, and cost a generation per step)."""
-
-    def validate(self, objective: str, clip_len: int) -> RolloutContextConfig:
-        if not 0.0 <= self.fraction <= 1.0:
-            raise ConfigError(f"rollout_context.fraction={self.fraction} must lie in [0, 1]")
-        if self.fraction and objective not in OBJECTIVES:
-            raise ConfigError(
-                f"rollout_context.fraction={self.fraction} needs objective.kind in "
-                f"{', '.join(OBJECTIVES)} (it trains the last frame only); got {objective}"
-            )
-        if self.start_step < 0:
-            raise ConfigError(f"rollout_context.start_step={self.start_step} must be >= 0")
-        if self.fraction and not 1 <= self.min_prompt <= clip_len - 2:
-            raise ConfigError(
-                f"rollout_context.min_prompt={self.min_prompt} must lie in [1, data.clip_len - 2"
-                f" = {clip_len - 2}]"
-            )
-        return self
+from farsight.train.recipes.dynamics import RolloutContextConfig
 
 
 @torch.no_grad()

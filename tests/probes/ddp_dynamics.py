@@ -16,9 +16,9 @@ from farsight.data.store import EpisodeStore
 from farsight.dynamics_config import dynamics_tiny
 from farsight.models.dynamics import DynamicsModel
 from farsight.objectives.multiframe import head_targets
-from farsight.parallel import ParallelConfig, model_state, parallelize, setup, teardown
+from farsight.parallel import model_state, parallelize, setup, teardown
 from farsight.train.checkpoint import load_checkpoint
-from farsight.train.config import TrainConfig
+from farsight.train.config import ParallelConfig, TrainConfig
 from farsight.train.data import step_batches
 from farsight.train.loop import seed_everything, train
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from farsight.config import RecipeBook
+from farsight.config import ConfigError, RecipeBook
 from farsight.dynamics_config import (
     DynamicsConfig,
     ObjectiveConfig,
@@ -17,10 +17,8 @@ from farsight.dynamics_config import (
     dynamics_S,
     dynamics_tiny,
 )
-from farsight.parallel import ParallelConfig
 from farsight.sampling.config import SamplingConfig
-from farsight.train.config import TrainConfig
-from farsight.train.rollout_context import RolloutContextConfig
+from farsight.train.config import ParallelConfig, TrainConfig
 
 KIND = "dynamics"
 
@@ -46,6 +44,42 @@ class DynamicsDataConfig:
     for all frames: a store without actions, or actions ignored); see action_source.py."""
     lam: str = ""
     """Latent action model checkpoint or run folder, for ``data.actions=latent``."""
+
+
+ROLLOUT_CONTEXT_OBJECTIVES = ("next_frame", "teacher_forcing")
+"""Objectives that train the last frame only: the generated frames are never targets."""
+
+
+@dataclass
+class RolloutContextConfig:
+    """Training on contexts the model generated itself (``farsight/train/rollout_context.py``)."""
+
+    fraction: float = 0.0
+    """Share of each batch's clips whose context the model generates itself (0: off)."""
+    min_prompt: int = 1
+    """Fewest true frames a generated context starts from."""
+    start_step: int = 0
+    """Steps up to this one learn from true contexts only; later ones generate theirs
+    (a curriculum, as scheduled sampling's: its own rollouts teach little before it has
+    learned to follow the actions, and cost a generation per step)."""
+
+    def validate(self, objective: str, clip_len: int) -> RolloutContextConfig:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ConfigError(f"rollout_context.fraction={self.fraction} must lie in [0, 1]")
+        if self.fraction and objective not in ROLLOUT_CONTEXT_OBJECTIVES:
+            raise ConfigError(
+                f"rollout_context.fraction={self.fraction} needs objective.kind in "
+                f"{', '.join(ROLLOUT_CONTEXT_OBJECTIVES)} (it trains the last frame only); "
+                f"got {objective}"
+            )
+        if self.start_step < 0:
+            raise ConfigError(f"rollout_context.start_step={self.start_step} must be >= 0")
+        if self.fraction and not 1 <= self.min_prompt <= clip_len - 2:
+            raise ConfigError(
+                f"rollout_context.min_prompt={self.min_prompt} must lie in [1, data.clip_len - 2"
+                f" = {clip_len - 2}]"
+            )
+        return self
 
 
 @dataclass
