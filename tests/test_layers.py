@@ -67,7 +67,7 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     # Labelling a store with a latent action model: the LAM's loader lives in its trainer and
     # the labelling in its evaluation module; both belong in a data step below training.
     ("farsight.action_source", "farsight.eval.latent_actions"): "LAM labelling lives in eval",
-    # The LAM trainer still parses its own command line and reports with its evaluation.
+    # The LAM trainer reports with its evaluation module (agreement with the true actions).
     ("farsight.train.lam", "farsight.eval.latent_actions"): "LAM trainer uses its evaluation",
 }
 
