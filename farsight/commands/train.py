@@ -13,7 +13,9 @@ from farsight.config import build_config
 from farsight.errors import UsageError
 
 
-class Trainer(NamedTuple):
+class TrainCommand(NamedTuple):
+    """One ``farsight train <model>`` subcommand (the trainer it runs is in ``farsight.train``)."""
+
     module: str
     """Defines the run config and the RecipeBook ``recipes`` names (no torch imported there);
     ``RUNNERS`` turns the command line into a run."""
@@ -26,13 +28,13 @@ class Trainer(NamedTuple):
 # Recipe modules are imported only when a run starts or --help lists them, so the CLI starts
 # fast. A trainer for another model adds a line here.
 TRAINERS = {
-    "autoencoder": Trainer(
+    "autoencoder": TrainCommand(
         "farsight.train.recipes.autoencoder",
         "AE_RECIPES",
         "train the frame autoencoder on an episode store",
         "episode store to train on",
     ),
-    "dynamics": Trainer(
+    "dynamics": TrainCommand(
         "farsight.train.recipes.dynamics",
         "DYNAMICS_RECIPES",
         "train the dynamics model (diffusion forcing + multi-frame heads) on the latents of an "
@@ -40,7 +42,7 @@ TRAINERS = {
         "episode store to train on (frames); its latent cache is found or built under the "
         "autoencoder's run folder, or named with data.cache=PATH",
     ),
-    "lam": Trainer(
+    "lam": TrainCommand(
         "farsight.train.recipes.lam",
         "LAM_RECIPES",
         "train the latent action model on frame pairs of an episode store (true actions "
@@ -53,7 +55,7 @@ TRAINERS = {
 HELP = f"train a model ({', '.join(TRAINERS)})"
 
 
-def recipe_names(trainer: Trainer) -> list[str]:
+def recipe_names(trainer: TrainCommand) -> list[str]:
     return getattr(importlib.import_module(trainer.module), trainer.recipes).names()
 
 
