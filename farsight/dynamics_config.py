@@ -245,6 +245,11 @@ class ObjectiveConfig:
     """How training noise levels are drawn: ``uniform`` or ``logit_normal`` (SD3)."""
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
+    tau_min: float = 0.0
+    """Lowest training noise level: levels are drawn on [tau_min, 1) (the draw above, mapped
+    onto that range). A few-step sampler only ever asks the model about its own levels
+    (2 DDIM steps: tau = 1 and 0.5), so samples below the lowest are spent on questions a
+    rollout never asks."""
     context_tau: float = 0.02
     """next_frame, teacher_forcing: the noise level the clean-ish context is actually noised
     to and labelled with (DFoT used 0.02)."""
@@ -260,6 +265,8 @@ class ObjectiveConfig:
         _choice("objective.schedule", self.schedule, SCHEDULES)
         _choice("objective.weighting", self.weighting, WEIGHTINGS)
         _choice("objective.tau_sampling", self.tau_sampling, TAU_SAMPLINGS)
+        if not 0.0 <= self.tau_min < 1.0:
+            raise ConfigError(f"objective.tau_min={self.tau_min} must lie in [0, 1)")
         if not 0.0 <= self.context_tau < 1.0 or not 0.0 <= self.ctx_noise_max <= 1.0:
             raise ConfigError("objective.context_tau and ctx_noise_max must lie in [0, 1)")
         if self.kind == "maskgit" and (not self.fsq_levels or min(self.fsq_levels) < 2):

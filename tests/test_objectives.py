@@ -130,7 +130,17 @@ def test_context_noise_augmentation():
     assert (lv.tau >= lv.ctx_tau).all() and (lv.tau == lv.ctx_tau).any()
 
 
+@pytest.mark.parametrize("sampling", ["uniform", "logit_normal"])
+def test_tau_min_bounds_the_trained_levels(sampling):
+    lv = _levels("next_frame", tau_min=0.5, tau_sampling=sampling)
+    last = lv.tau[:, -1]
+    assert (last >= 0.5).all() and (last < 1).all() and last.std() > 0.05
+    assert (lv.tau[:, :-1] == 0.02).all()  # the context's level is not a trained one
+
+
 def test_bad_objective_configs_raise():
+    with pytest.raises(ConfigError, match="objective.tau_min"):
+        make_objective(ObjectiveConfig(kind="next_frame", tau_min=1.0))
     with pytest.raises(ConfigError, match="objective.kind"):
         make_objective(ObjectiveConfig(kind="score_matching"))
     with pytest.raises(ConfigError, match="full_sequence"):

@@ -197,7 +197,7 @@ class DenoisingObjective:
 
     def sample_tau(self, shape: tuple[int, ...], device, generator) -> Tensor:
         c = self.cfg
-        return diffusion.sample_tau(
+        tau = diffusion.sample_tau(
             shape,
             c.tau_sampling,
             generator=generator,
@@ -205,6 +205,7 @@ class DenoisingObjective:
             mean=c.logit_normal_mean,
             std=c.logit_normal_std,
         )
+        return tau if c.tau_min == 0 else c.tau_min + (1 - c.tau_min) * tau
 
     def sample_ctx_tau(self, batch_size: int, frames: int, device, generator) -> Tensor | None:
         """Context noise augmentation: one level per clip, U[0, ctx_noise_max), or None."""
