@@ -25,6 +25,7 @@ from farsight.sampling import (
     denoise_levels,
     denoise_row,
     far_head_predictions,
+    flush,
     generate,
     new_state,
     plan_chunks,
@@ -352,12 +353,13 @@ def call_widths(model: DynamicsModel, cfg: SamplingConfig, kv_cache: bool = True
 
 
 def test_dynamic_context_recomputes_the_window_at_every_step():
-    """stable + cache: each denoising step runs the new frame alone (and one commit call per
-    frame); dynamic: each step reruns the W-1 context frames, and never commits."""
+    """stable + cache: each denoising step runs the new frame alone, except the first of each
+    frame, which also commits the frame(s) finished before it (no call of its own); dynamic:
+    each step reruns the W-1 context frames, and never commits."""
     model = tiny_dynamics()
     window = model.cfg.window
     stable = call_widths(model, SamplingConfig(steps=3))
-    assert stable == [PROMPT] + [1] * (FRAMES * 4)  # prompt commit, then (3 steps + commit)
+    assert stable == [PROMPT + 1, 1, 1] + [2, 1, 1] * (FRAMES - 1)
     dynamic = call_widths(model, SamplingConfig(steps=3, context="dynamic"))
     assert window - 1 == PROMPT and dynamic == [window] * (3 * FRAMES)
     # Its output does not depend on whether a cache exists: it never reads one.
@@ -377,7 +379,31 @@ def test_switching_context_policy_mid_rollout_rebuilds_the_cache():
         if context != "dynamic":
             assert state.cache_levels == cfg.policy().committed
     assert state.next_frame == PROMPT + 10
+    # The last frame is committed by the next call; flushed now, the cache holds it.
+    assert state.pending == 1
+    assert all(int(ring.frames.max()) == state.next_frame - 2 for ring in state.cache.rings)
+    flush(model, state, state.cache_levels)
+    assert state.pending == 0
     assert all(int(ring.frames.max()) == state.next_frame - 1 for ring in state.cache.rings)
+
+
+def test_deferred_commit_equals_a_commit_call_of_its_own():
+    """Writing a finished frame's keys/values inside the next frame's first denoising call
+    gives the same rollout as writing them in a call of their own."""
+    model = tiny_dynamics()
+    cfg = SamplingConfig(steps=2)
+    latents, prompt_actions, actions = prompt_inputs(model)
+    outs = []
+    for eager in (False, True):
+        state = new_state(model, torch.Generator().manual_seed(0))
+        prime(model, state, latents, prompt_actions, cfg.policy())
+        frames = []
+        for i in range(actions.shape[1]):
+            if eager:
+                flush(model, state, cfg.policy().committed)
+            frames.append(generate(model, state, actions[:, i : i + 1], cfg))
+        outs.append(torch.cat(frames, dim=1))
+    torch.testing.assert_close(outs[0], outs[1])
 
 
 @pytest.mark.slow

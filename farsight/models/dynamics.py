@@ -189,6 +189,7 @@ class DynamicsModel(nn.Module):
         commit: bool = False,
         keep_branch: bool = False,
         prev: Tensor | None = None,
+        commit_frames: int | None = None,
     ) -> TrunkOutput:
         """Run the trunk and head 1.
 
@@ -198,7 +199,10 @@ class DynamicsModel(nn.Module):
         cache's committed earlier frames, and are committed to it only if ``commit`` (pass it
         once a frame is final, not on every denoising step). ``prev`` (B, C, H, W): the input
         of frame ``start_frame - 1`` as it was shown to the model, for ``prev_frame_input``
-        (None: zeros, as before the first frame of a training clip).
+        (None: zeros, as before the first frame of a training clip). ``commit_frames``: commit
+        only the call's first frames (None: all), so finished frames can be committed in the
+        same call as the first denoising step of the next (causal: the later frames cannot
+        change their keys and values).
         """
         cond = self.condition(tau, actions_in, ctx_tau)
         frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
@@ -206,7 +210,7 @@ class DynamicsModel(nn.Module):
         branch = None
         for i, block in enumerate(self.blocks):
             ring = cache.rings[i] if cache is not None else None
-            h = block(h, cond, frames, ring, commit)
+            h = block(h, cond, frames, ring, commit, commit_frames=commit_frames)
             if keep_branch and i + 1 == self.branch_index:
                 branch = h
         main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))

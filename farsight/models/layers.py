@@ -322,9 +322,11 @@ class TemporalAttention(Attention):
         ring: FrameKVRing | None = None,
         commit: bool = False,
         mask: Tensor | None = None,
+        commit_frames: int | None = None,
     ) -> Tensor:
         """``mask`` (T, T) bool replaces the causal window mask (no ring then): the
-        teacher-forced two-stream layout of ``two_stream_mask``."""
+        teacher-forced two-stream layout of ``two_stream_mask``. ``commit`` writes the keys
+        and values of the call's first ``commit_frames`` frames (None: all) to the ring."""
         b = x.shape[0]
         q, k, v = self.heads(rearrange(x, "b t n d -> (b n) t d"))  # (B*N, h, T, Dh)
         cos, sin = rope_angles(frames, q.shape[-1], 10_000.0)
@@ -341,7 +343,8 @@ class TemporalAttention(Attention):
             raise ValueError("an explicit temporal mask cannot be combined with a KV cache")
         out = self.merge(attend(q, keys, values, mask))
         if ring is not None and commit:
-            ring.write(k, v, frames)
+            n = frames.shape[0] if commit_frames is None else commit_frames
+            ring.write(k[:, :, :n], v[:, :, :n], frames[:n])
         return rearrange(out, "(b n) t d -> b t n d", b=b)
 
 
@@ -379,6 +382,7 @@ class SpaceTimeBlock(nn.Module):
         ring: FrameKVRing | None = None,
         commit: bool = False,
         mask: Tensor | None = None,
+        commit_frames: int | None = None,
     ) -> Tensor:
         (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t, shift_m, scale_m, gate_m) = (
             self.modulation(cond)
@@ -387,7 +391,14 @@ class SpaceTimeBlock(nn.Module):
         x = gated(
             x,
             gate_t,
-            self.time(modulate(self.norm_time(x), shift_t, scale_t), frames, ring, commit, mask),
+            self.time(
+                modulate(self.norm_time(x), shift_t, scale_t),
+                frames,
+                ring,
+                commit,
+                mask,
+                commit_frames,
+            ),
         )
         return gated(x, gate_m, self.mlp(modulate(self.norm_mlp(x), shift_m, scale_m)))
 
