@@ -169,6 +169,11 @@ class DynamicsConfig:
     direction the picture shifts in."""
     ctx_noise_embed: bool = False
     """Add emb(tau_ctx) to the per-frame conditioning (for context noise augmentation)."""
+    residual_output: bool = False
+    """Head 1 outputs the previous frame's input plus a learned change: "copy the last frame"
+    is then what the model says before it has learned anything (the final layer starts at
+    zero), and training spends itself on what moves. Its output is a clean-latent estimate:
+    train it with ``objective.prediction=x0``."""
     out_channels: int = 0
     """Channels each head emits per latent cell; 0: latent_channels (diffusion predicts in the
     latent space). MaskGIT: sum(fsq_levels) logits, with latent_channels = len(levels) + 1
@@ -201,6 +206,10 @@ class DynamicsConfig:
         if self.width % self.num_heads or (self.width // self.num_heads) % 2:
             raise ConfigError(
                 f"width={self.width} must split into num_heads={self.num_heads} even head widths"
+            )
+        if self.residual_output and self.output_channels != self.latent_channels:
+            raise ConfigError(
+                f"residual_output needs out_channels = latent_channels, got {self.out_channels}"
             )
         if self.prev_frame_kernel < 1 or self.prev_frame_kernel % 2 == 0:
             raise ConfigError(f"prev_frame_kernel={self.prev_frame_kernel}: must be odd and >= 1")

@@ -417,3 +417,25 @@ def test_bf16_attention_on_cpu_matches_fp32():
             got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), m)
         assert got.dtype == torch.bfloat16
         torch.testing.assert_close(got.float(), want, atol=0.03, rtol=0.02)
+
+
+def test_residual_output_starts_as_copy_the_last_frame():
+    """With ``residual_output`` head 1 at initialisation (zero final layer) returns each
+    frame's previous input: the clip shifted by one, ``prev`` (or zeros) first; in teacher
+    forcing, the context's previous frame. It stays causal."""
+    cfg = dataclasses.replace(dynamics_tiny(), residual_output=True, prev_frame_input=True)
+    model = DynamicsModel(cfg).eval()
+    x = torch.randn(2, 5, cfg.latent_channels, *cfg.latent_size)
+    tau = torch.rand(2, 5)
+    ain = torch.zeros(2, 5, dtype=torch.long)
+    prev = torch.randn(2, cfg.latent_channels, *cfg.latent_size)
+    with torch.no_grad():
+        out = model.trunk(x, tau, ain, prev=prev).main
+        torch.testing.assert_close(out[:, 0], prev)
+        torch.testing.assert_close(out[:, 1:], x[:, :-1])
+        ctx = torch.randn_like(x)
+        tf = model.trunk_teacher_forced(x, tau, ctx, torch.zeros(2, 5), ain).main
+        torch.testing.assert_close(tf[:, 1:], ctx[:, :-1])
+        assert (tf[:, 0] == 0).all()
+    with pytest.raises(ConfigError, match="residual_output"):
+        dataclasses.replace(dynamics_tiny(), residual_output=True, out_channels=3).validate()

@@ -257,3 +257,14 @@ def test_tiny_model_overfits_one_batch_and_heads_learn_their_own_frame():
             frames = (torch.arange(t) + k - 1 + shift).clamp(0, clean.shape[1] - 1)
             errors.append((pred - pool_latents(clean[:, frames], r)).pow(2).mean().item())
         assert errors[1] < min(errors[0], errors[2]) / 4, (k, errors)
+
+
+def test_residual_output_needs_x0_prediction():
+    model = tiny_model()
+    model.cfg.residual_output = True
+    with pytest.raises(ConfigError, match="objective.prediction"):
+        make_objective(ObjectiveConfig(kind="next_frame"))(model, make_batch(model))
+    loss, _ = make_objective(ObjectiveConfig(kind="next_frame", prediction="x0"))(
+        model, make_batch(model)
+    )
+    assert torch.isfinite(loss)

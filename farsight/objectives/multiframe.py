@@ -224,7 +224,13 @@ class DenoisingObjective:
         self, model: nn.Module, batch: dict, generator: torch.Generator | None = None
     ) -> LossTerms:
         c = self.cfg
-        heads: HeadsConfig = unwrap(model).cfg.heads
+        model_cfg = unwrap(model).cfg
+        if model_cfg.residual_output and c.prediction != "x0":
+            raise ConfigError(
+                "model.residual_output outputs clean latents: "
+                f"objective.prediction={c.prediction!r} must be 'x0'"
+            )
+        heads: HeadsConfig = model_cfg.heads
         clean, actions = batch["latents"], batch["actions"]
         valid = batch.get("valid")
         n_in = input_frames(batch, heads.max_offset)
