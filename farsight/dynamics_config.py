@@ -169,6 +169,11 @@ class DynamicsConfig:
     direction the picture shifts in."""
     ctx_noise_embed: bool = False
     """Add emb(tau_ctx) to the per-frame conditioning (for context noise augmentation)."""
+    residual_output: bool = False
+    """Head 1 outputs the previous frame's input plus a learned change: "copy the last frame"
+    is then what the model says before it has learned anything (the final layer starts at
+    zero), and training spends itself on what moves. Its output is a clean-latent estimate:
+    train it with ``objective.prediction=x0``."""
     out_channels: int = 0
     """Channels each head emits per latent cell; 0: latent_channels (diffusion predicts in the
     latent space). MaskGIT: sum(fsq_levels) logits, with latent_channels = len(levels) + 1
@@ -201,6 +206,10 @@ class DynamicsConfig:
         if self.width % self.num_heads or (self.width // self.num_heads) % 2:
             raise ConfigError(
                 f"width={self.width} must split into num_heads={self.num_heads} even head widths"
+            )
+        if self.residual_output and self.output_channels != self.latent_channels:
+            raise ConfigError(
+                f"residual_output needs out_channels = latent_channels, got {self.out_channels}"
             )
         if self.prev_frame_kernel < 1 or self.prev_frame_kernel % 2 == 0:
             raise ConfigError(f"prev_frame_kernel={self.prev_frame_kernel}: must be odd and >= 1")
@@ -245,6 +254,11 @@ class ObjectiveConfig:
     """How training noise levels are drawn: ``uniform`` or ``logit_normal`` (SD3)."""
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
+    tau_min: float = 0.0
+    """Lowest training noise level: levels are drawn on [tau_min, 1) (the draw above, mapped
+    onto that range). A few-step sampler only ever asks the model about its own levels
+    (2 DDIM steps: tau = 1 and 0.5), so samples below the lowest are spent on questions a
+    rollout never asks."""
     context_tau: float = 0.02
     """next_frame, teacher_forcing: the noise level the clean-ish context is actually noised
     to and labelled with (DFoT used 0.02)."""
@@ -260,6 +274,8 @@ class ObjectiveConfig:
         _choice("objective.schedule", self.schedule, SCHEDULES)
         _choice("objective.weighting", self.weighting, WEIGHTINGS)
         _choice("objective.tau_sampling", self.tau_sampling, TAU_SAMPLINGS)
+        if not 0.0 <= self.tau_min < 1.0:
+            raise ConfigError(f"objective.tau_min={self.tau_min} must lie in [0, 1)")
         if not 0.0 <= self.context_tau < 1.0 or not 0.0 <= self.ctx_noise_max <= 1.0:
             raise ConfigError("objective.context_tau and ctx_noise_max must lie in [0, 1)")
         if self.kind == "maskgit" and (not self.fsq_levels or min(self.fsq_levels) < 2):

@@ -389,3 +389,53 @@ def test_teacher_forced_frame_sees_only_the_past_context_and_itself():
             base.main,
         )
         assert changed.tolist() == [t == cut for t in range(T)]
+
+
+def test_spatial_rope_tables_match_rope_grid():
+    """The spatial attention's precomputed tables rotate as ``rope_grid`` does."""
+    from farsight.models.layers import grid_angles, rope_grid, rotate_grid
+
+    x = torch.randn(3, 2, 12, 16, generator=torch.Generator().manual_seed(0))
+    rows = torch.arange(3).repeat_interleave(4)
+    cols = torch.arange(4).repeat(3)
+    torch.testing.assert_close(rotate_grid(x, grid_angles((3, 4), 16)), rope_grid(x, rows, cols))
+
+
+def test_bf16_attention_on_cpu_matches_fp32():
+    """``attend`` under bf16 autocast on a CPU (computed in fp32, see its docstring) returns
+    bf16 within bf16 rounding of fp32 attention, with and without a mask."""
+    import torch.nn.functional as F
+
+    from farsight.models.layers import attend
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 8, 32, generator=g) for _ in range(3))
+    mask = torch.ones(8, 8, dtype=torch.bool).tril()
+    for m in (None, mask):
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), m)
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got.float(), want, atol=0.03, rtol=0.02)
+
+
+def test_residual_output_starts_as_copy_the_last_frame():
+    """With ``residual_output`` head 1 at initialisation (zero final layer) returns each
+    frame's previous input: the clip shifted by one, ``prev`` (or zeros) first; in teacher
+    forcing, the context's previous frame. It stays causal."""
+    cfg = dataclasses.replace(dynamics_tiny(), residual_output=True, prev_frame_input=True)
+    model = DynamicsModel(cfg).eval()
+    x = torch.randn(2, 5, cfg.latent_channels, *cfg.latent_size)
+    tau = torch.rand(2, 5)
+    ain = torch.zeros(2, 5, dtype=torch.long)
+    prev = torch.randn(2, cfg.latent_channels, *cfg.latent_size)
+    with torch.no_grad():
+        out = model.trunk(x, tau, ain, prev=prev).main
+        torch.testing.assert_close(out[:, 0], prev)
+        torch.testing.assert_close(out[:, 1:], x[:, :-1])
+        ctx = torch.randn_like(x)
+        tf = model.trunk_teacher_forced(x, tau, ctx, torch.zeros(2, 5), ain).main
+        torch.testing.assert_close(tf[:, 1:], ctx[:, :-1])
+        assert (tf[:, 0] == 0).all()
+    with pytest.raises(ConfigError, match="residual_output"):
+        dataclasses.replace(dynamics_tiny(), residual_output=True, out_channels=3).validate()

@@ -130,7 +130,17 @@ def test_context_noise_augmentation():
     assert (lv.tau >= lv.ctx_tau).all() and (lv.tau == lv.ctx_tau).any()
 
 
+@pytest.mark.parametrize("sampling", ["uniform", "logit_normal"])
+def test_tau_min_bounds_the_trained_levels(sampling):
+    lv = _levels("next_frame", tau_min=0.5, tau_sampling=sampling)
+    last = lv.tau[:, -1]
+    assert (last >= 0.5).all() and (last < 1).all() and last.std() > 0.05
+    assert (lv.tau[:, :-1] == 0.02).all()  # the context's level is not a trained one
+
+
 def test_bad_objective_configs_raise():
+    with pytest.raises(ConfigError, match="objective.tau_min"):
+        make_objective(ObjectiveConfig(kind="next_frame", tau_min=1.0))
     with pytest.raises(ConfigError, match="objective.kind"):
         make_objective(ObjectiveConfig(kind="score_matching"))
     with pytest.raises(ConfigError, match="full_sequence"):
@@ -247,3 +257,14 @@ def test_tiny_model_overfits_one_batch_and_heads_learn_their_own_frame():
             frames = (torch.arange(t) + k - 1 + shift).clamp(0, clean.shape[1] - 1)
             errors.append((pred - pool_latents(clean[:, frames], r)).pow(2).mean().item())
         assert errors[1] < min(errors[0], errors[2]) / 4, (k, errors)
+
+
+def test_residual_output_needs_x0_prediction():
+    model = tiny_model()
+    model.cfg.residual_output = True
+    with pytest.raises(ConfigError, match="objective.prediction"):
+        make_objective(ObjectiveConfig(kind="next_frame"))(model, make_batch(model))
+    loss, _ = make_objective(ObjectiveConfig(kind="next_frame", prediction="x0"))(
+        model, make_batch(model)
+    )
+    assert torch.isfinite(loss)

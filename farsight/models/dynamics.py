@@ -62,6 +62,14 @@ def actions_into_frames(actions: Tensor, start: int) -> Tensor:
     return torch.cat([first, actions[:, :-1]], dim=1)
 
 
+def previous_frames(latents: Tensor, prev: Tensor | None) -> Tensor:
+    """The frame before each frame of a call, (B, T, C, H, W): ``prev`` (B, C, H, W) before
+    the first (None: zeros, as before the first frame of a training clip), then the call's
+    own frames."""
+    first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
+    return torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
+
+
 class KVCache:
     """Temporal keys and values of the last W committed frames, one ring per block.
 
@@ -162,8 +170,7 @@ class DynamicsModel(nn.Module):
         tokens = self.input_embed(latents)
         if self.prev_embed is not None:
             if before is None:
-                first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
-                before = torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
+                before = previous_frames(latents, prev)
             tokens = tokens + self.prev_embed(before, actions_in)
         if self.action_tokens is not None and actions_in is not None:
             tokens = tokens + self.action_tokens(actions_in).unsqueeze(2).to(tokens.dtype)
@@ -189,6 +196,7 @@ class DynamicsModel(nn.Module):
         commit: bool = False,
         keep_branch: bool = False,
         prev: Tensor | None = None,
+        commit_frames: int | None = None,
     ) -> TrunkOutput:
         """Run the trunk and head 1.
 
@@ -198,19 +206,28 @@ class DynamicsModel(nn.Module):
         cache's committed earlier frames, and are committed to it only if ``commit`` (pass it
         once a frame is final, not on every denoising step). ``prev`` (B, C, H, W): the input
         of frame ``start_frame - 1`` as it was shown to the model, for ``prev_frame_input``
-        (None: zeros, as before the first frame of a training clip).
+        (None: zeros, as before the first frame of a training clip). ``commit_frames``: commit
+        only the call's first frames (None: all), so finished frames can be committed in the
+        same call as the first denoising step of the next (causal: the later frames cannot
+        change their keys and values).
         """
         cond = self.condition(tau, actions_in, ctx_tau)
         frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
-        h = self.embed(x, prev, actions_in=actions_in)
+        before = previous_frames(x, prev)
+        h = self.embed(x, before=before, actions_in=actions_in)
         branch = None
         for i, block in enumerate(self.blocks):
             ring = cache.rings[i] if cache is not None else None
-            h = block(h, cond, frames, ring, commit)
+            h = block(h, cond, frames, ring, commit, commit_frames=commit_frames)
             if keep_branch and i + 1 == self.branch_index:
                 branch = h
+        return TrunkOutput(main=self.head_one(h, cond, before), cond=cond, branch=branch)
+
+    def head_one(self, h: Tensor, cond: Tensor, before: Tensor) -> Tensor:
+        """Head 1 (B, T, C, H, W) from the last block's tokens; with ``residual_output`` added
+        to each frame's previous input ``before`` (B, T, C, H, W)."""
         main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
-        return TrunkOutput(main=main, cond=cond, branch=branch)
+        return main + before.to(main.dtype) if self.cfg.residual_output else main
 
     def trunk_teacher_forced(
         self,
@@ -234,7 +251,7 @@ class DynamicsModel(nn.Module):
         t = x.shape[1]
         cond_ctx = self.condition(context_tau, actions_in, ctx_tau)
         cond = self.condition(tau, actions_in, ctx_tau)
-        before = torch.cat([torch.zeros_like(context[:, :1]), context[:, :-1]], dim=1)
+        before = previous_frames(context, None)
         h = torch.cat(
             [
                 self.embed(context, actions_in=actions_in),
@@ -251,9 +268,7 @@ class DynamicsModel(nn.Module):
             h = block(h, both, frames, mask=mask)
             if keep_branch and i + 1 == self.branch_index:
                 branch = h[:, t:]
-        h = h[:, t:]
-        main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
-        return TrunkOutput(main=main, cond=cond, branch=branch)
+        return TrunkOutput(main=self.head_one(h[:, t:], cond, before), cond=cond, branch=branch)
 
     def forward(
         self,

@@ -108,19 +108,33 @@ class MLP(nn.Module):
 # --- attention ---------------------------------------------------------------------------
 
 
+def rope_angles(positions: Tensor, width: int, base: float) -> tuple[Tensor, Tensor]:
+    """cos and sin (T, width / 2) of the rotary angles of positions (T,), in float32.
+
+    Angles in float64: frame indices of long rollouts times the fastest frequency must not
+    round. Computed once per call (temporal) or once per model (the spatial grid), not once
+    per query and key: in a one-frame rollout step they cost a fifth of the trunk's time."""
+    half = width // 2
+    freqs = base ** (-torch.arange(half, device=positions.device, dtype=torch.float64) / half)
+    angles = positions.to(torch.float64).unsqueeze(-1) * freqs
+    return angles.cos().float(), angles.sin().float()
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x (..., T, Dh) rotated by the angles whose cos and sin are (T, Dh / 2)."""
+    half = x.shape[-1] // 2
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
 def rope_time(x: Tensor, frames: Tensor, base: float = 10_000.0) -> Tensor:
     """Rotary position embedding over time. x (..., T, Dh), frames (T,) absolute indices.
 
     Absolute indices (not 0..T-1 of the call) make a key computed once and cached score the
-    same against a later query as it would in a full-clip forward. Angles in float64: frame
-    indices of long rollouts times the fastest frequency must not round.
+    same against a later query as it would in a full-clip forward.
     """
-    half = x.shape[-1] // 2
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
-    angles = frames.to(torch.float64).unsqueeze(-1) * freqs  # (T, Dh/2)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return rotate(x, *rope_angles(frames, x.shape[-1], base))
 
 
 def temporal_mask(query_frames: Tensor, key_frames: Tensor, window: int) -> Tensor:
@@ -190,6 +204,24 @@ class FrameKVRing:
         self.frames[slots] = frames
 
 
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Scaled dot-product attention, (..., S, Dh) queries over (..., S_k, Dh) keys.
+
+    On a CPU, bf16 inputs are attended in fp32 and the result cast back: torch's CPU attention
+    kernels are several times slower in bf16 than in fp32 at these shapes (a frame's 64 tokens,
+    head width 32: 26 against 7 ms forward and backward for 64 frames on 2 cores with AMX;
+    ``farsight bench train`` times the whole step), and the cast costs little next to them.
+    """
+    if q.device.type == "cpu" and (
+        torch.bfloat16 in (q.dtype, k.dtype, v.dtype) or torch.is_autocast_enabled("cpu")
+    ):
+        # Autocast would cast the fp32 inputs straight back to bf16 inside the call.
+        with torch.autocast("cpu", enabled=False):
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+        return out.to(v.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
 class Attention(nn.Module):
     """Multi-head attention projections (with optional QK-norm); subclasses choose the axis."""
 
@@ -213,7 +245,28 @@ class Attention(nn.Module):
         return self.proj(rearrange(out, "l h s d -> l s (h d)"))
 
 
-def rope_grid(x: Tensor, rows: Tensor, cols: Tensor, base: float = 100.0) -> Tensor:
+GRID_ROPE_BASE = 100.0
+"""Spreads the 2D RoPE frequencies over grids of a few to a few tens of tokens."""
+
+
+def grid_angles(grid: tuple[int, int], width: int, base: float = GRID_ROPE_BASE) -> Tensor:
+    """(4, N, width / 4): cos and sin of the row angles, then of the column angles, of the
+    N = gh * gw tokens of a grid (row-major), for heads of ``width``."""
+    gh, gw = grid
+    rows = torch.arange(gh).repeat_interleave(gw)
+    cols = torch.arange(gw).repeat(gh)
+    return torch.stack([*rope_angles(rows, width // 2, base), *rope_angles(cols, width // 2, base)])
+
+
+def rotate_grid(x: Tensor, angles: Tensor) -> Tensor:
+    """x (..., N, Dh) with 2D RoPE: the first half of each head's width rotated by the token's
+    row, the second half by its column; angles from ``grid_angles``."""
+    half = x.shape[-1] // 2
+    rows_part = rotate(x[..., :half], angles[0], angles[1])
+    return torch.cat([rows_part, rotate(x[..., half:], angles[2], angles[3])], -1)
+
+
+def rope_grid(x: Tensor, rows: Tensor, cols: Tensor, base: float = GRID_ROPE_BASE) -> Tensor:
     """2D rotary embedding over a token grid: the first half of each head's width rotates with
     the token's row, the second half with its column. x (..., N, Dh), rows and cols (N,).
 
@@ -221,7 +274,7 @@ def rope_grid(x: Tensor, rows: Tensor, cols: Tensor, base: float = 100.0) -> Ten
     action-dependent by the adaLN shift can pick "the token d cells to the left" for the
     action's d: the shift that moving the camera asks for. (Absolute position embeddings added
     at the input cannot express an action-dependent relative offset with a per-channel
-    modulation.) Base 100 spreads the frequencies over grids of a few to a few tens of tokens.
+    modulation.)
     """
     half = x.shape[-1] // 2
     rows_part = rope_time(x[..., :half], rows, base)
@@ -239,16 +292,15 @@ class SpatialAttention(Attention):
         if grid is not None and (dim // num_heads) % 4:
             raise ValueError(f"2D RoPE needs a head width divisible by 4, got {dim // num_heads}")
         self.grid = grid
+        angles = grid_angles(grid, dim // num_heads) if grid is not None else None
+        self.register_buffer("rope_angles", angles, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         b = x.shape[0]
         q, k, v = self.heads(rearrange(x, "b t n d -> (b t) n d"))
-        if self.grid is not None:
-            gh, gw = self.grid
-            rows = torch.arange(gh, device=x.device).repeat_interleave(gw)
-            cols = torch.arange(gw, device=x.device).repeat(gh)
-            q, k = rope_grid(q, rows, cols), rope_grid(k, rows, cols)
-        out = self.merge(F.scaled_dot_product_attention(q, k, v))
+        if self.rope_angles is not None:
+            q, k = rotate_grid(q, self.rope_angles), rotate_grid(k, self.rope_angles)
+        out = self.merge(attend(q, k, v))
         return rearrange(out, "(b t) n d -> b t n d", b=b)
 
 
@@ -270,12 +322,15 @@ class TemporalAttention(Attention):
         ring: FrameKVRing | None = None,
         commit: bool = False,
         mask: Tensor | None = None,
+        commit_frames: int | None = None,
     ) -> Tensor:
         """``mask`` (T, T) bool replaces the causal window mask (no ring then): the
-        teacher-forced two-stream layout of ``two_stream_mask``."""
+        teacher-forced two-stream layout of ``two_stream_mask``. ``commit`` writes the keys
+        and values of the call's first ``commit_frames`` frames (None: all) to the ring."""
         b = x.shape[0]
         q, k, v = self.heads(rearrange(x, "b t n d -> (b n) t d"))  # (B*N, h, T, Dh)
-        q, k = rope_time(q, frames), rope_time(k, frames)
+        cos, sin = rope_angles(frames, q.shape[-1], 10_000.0)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         keys, values, key_frames = k, v, frames
         past = ring.past(frames) if ring is not None else None
         if past is not None:
@@ -286,9 +341,10 @@ class TemporalAttention(Attention):
             mask = temporal_mask(frames, key_frames, self.window)
         elif ring is not None:
             raise ValueError("an explicit temporal mask cannot be combined with a KV cache")
-        out = self.merge(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask))
+        out = self.merge(attend(q, keys, values, mask))
         if ring is not None and commit:
-            ring.write(k, v, frames)
+            n = frames.shape[0] if commit_frames is None else commit_frames
+            ring.write(k[:, :, :n], v[:, :, :n], frames[:n])
         return rearrange(out, "(b n) t d -> b t n d", b=b)
 
 
@@ -326,6 +382,7 @@ class SpaceTimeBlock(nn.Module):
         ring: FrameKVRing | None = None,
         commit: bool = False,
         mask: Tensor | None = None,
+        commit_frames: int | None = None,
     ) -> Tensor:
         (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t, shift_m, scale_m, gate_m) = (
             self.modulation(cond)
@@ -334,7 +391,14 @@ class SpaceTimeBlock(nn.Module):
         x = gated(
             x,
             gate_t,
-            self.time(modulate(self.norm_time(x), shift_t, scale_t), frames, ring, commit, mask),
+            self.time(
+                modulate(self.norm_time(x), shift_t, scale_t),
+                frames,
+                ring,
+                commit,
+                mask,
+                commit_frames,
+            ),
         )
         return gated(x, gate_m, self.mlp(modulate(self.norm_mlp(x), shift_m, scale_m)))
 

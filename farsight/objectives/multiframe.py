@@ -197,7 +197,7 @@ class DenoisingObjective:
 
     def sample_tau(self, shape: tuple[int, ...], device, generator) -> Tensor:
         c = self.cfg
-        return diffusion.sample_tau(
+        tau = diffusion.sample_tau(
             shape,
             c.tau_sampling,
             generator=generator,
@@ -205,6 +205,7 @@ class DenoisingObjective:
             mean=c.logit_normal_mean,
             std=c.logit_normal_std,
         )
+        return tau if c.tau_min == 0 else c.tau_min + (1 - c.tau_min) * tau
 
     def sample_ctx_tau(self, batch_size: int, frames: int, device, generator) -> Tensor | None:
         """Context noise augmentation: one level per clip, U[0, ctx_noise_max), or None."""
@@ -223,7 +224,13 @@ class DenoisingObjective:
         self, model: nn.Module, batch: dict, generator: torch.Generator | None = None
     ) -> LossTerms:
         c = self.cfg
-        heads: HeadsConfig = unwrap(model).cfg.heads
+        model_cfg = unwrap(model).cfg
+        if model_cfg.residual_output and c.prediction != "x0":
+            raise ConfigError(
+                "model.residual_output outputs clean latents: "
+                f"objective.prediction={c.prediction!r} must be 'x0'"
+            )
+        heads: HeadsConfig = model_cfg.heads
         clean, actions = batch["latents"], batch["actions"]
         valid = batch.get("valid")
         n_in = input_frames(batch, heads.max_offset)

@@ -4,7 +4,7 @@
                 pyramid, full sequence)
     samplers    one denoising row (ddim, euler, heun) over a ``predict`` function
     context     context policies (clean, stable, dynamic) -> (label, noise) levels
-    rollout     RolloutState + prime / sample_chunk / generate / far_head_predictions
+    rollout     RolloutState + prime / sample_chunk / generate / flush / far_head_predictions
     config      SamplingConfig (the ``sampling.*`` keys of rollout, play and bench)
 
 ``farsight.world_env.WorldModelEnv`` wraps all of it as a gymnasium env.
@@ -30,6 +30,7 @@ _EXPORTS = {
         "RolloutState",
         "commit",
         "far_head_predictions",
+        "flush",
         "generate",
         "new_state",
         "predict",

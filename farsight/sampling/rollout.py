@@ -12,9 +12,12 @@ How the context reaches the model (the three paths, all giving the same numbers 
 should, see tests/test_sampling.py):
 
 - KV cache (``clean``/``stable`` with ``kv_cache``): a finished frame is *committed* once, at
-  the policy's context levels (one extra model call on that frame, ``commit=True``): its
-  temporal keys/values go into a ring of W frames. Each denoising step then runs the new
-  frame(s) only, reading the ring: O(W N) per frame however long the rollout.
+  the policy's context levels: its temporal keys/values go into a ring of W frames. That
+  model call is deferred to the first denoising step of the next frame, which runs both
+  frames in one call and writes only the finished one's keys/values (causal: the new frame
+  cannot change them), so a frame costs its denoising steps and no extra call. Each denoising
+  step then runs the new frame(s) only, reading the ring: O(W N) per frame however long the
+  rollout.
 - Window recompute (``kv_cache`` off, or the ``dynamic`` policy): every denoising step runs the
   last W-1 committed frames together with the new ones, the context at the policy's levels for
   that step. ``dynamic`` must do this: its context levels change at every step, so no keys or
@@ -69,6 +72,9 @@ class RolloutState:
     """Levels the cache's keys/values were computed at; None: stale, rebuilt before next use."""
     next_frame: int = 0
     """Absolute index of the next frame to be committed (RoPE positions are absolute)."""
+    pending: int = 0
+    """How many of the newest ``inputs`` are committed but not yet in the cache: their
+    keys/values are written by the next model call, together with that call's new frames."""
 
     @property
     def context_frames(self) -> int:
@@ -158,6 +164,7 @@ def _sync_cache(model: DynamicsModel, state: RolloutState, levels: ContextLevels
     if state.cache is None or state.cache_levels == levels:
         return
     state.cache.reset()
+    state.pending = 0
     count = len(state.inputs)
     if count:
         x = _stack(state.inputs, count)
@@ -183,8 +190,9 @@ def commit(
     schedule: str = "linear",
 ) -> None:
     """Make finished frames (B, F, C, H, W) context. Under a cached policy the frames are run
-    once at the policy's context levels and their keys/values written to the ring; ``dynamic``
-    only remembers them (it renoises the context at every step anyway)."""
+    once at the policy's context levels and their keys/values written to the ring (by the next
+    model call, ``flush``); ``dynamic`` only remembers them (it renoises the context at every
+    step anyway)."""
     count = latents.shape[1]
     if policy.recomputes_context:
         state.clean.extend(latents.unbind(1))
@@ -196,25 +204,54 @@ def commit(
     levels = policy.committed
     _sync_inputs(state, levels, schedule)
     shown = noised(latents, levels.noise, state.generator, schedule)
-    prev = _last(state.inputs)
     # An empty cache can take the frames directly; a stale one is rebuilt at its next use.
     first_fill = state.cache is not None and state.cache_levels is None and not state.clean
+    in_sync = state.cache is not None and (state.cache_levels == levels or first_fill)
+    limit = state.inputs.maxlen
+    if in_sync and limit is not None and state.pending + count >= limit:
+        # The deque would drop a pending frame (or the one before them): write them now.
+        flush(model, state, levels)
     state.clean.extend(latents.unbind(1))
     state.actions_in.extend(actions_in.unbind(1))
     state.inputs.extend(shown.unbind(1))
-    if state.cache is not None and (state.cache_levels == levels or first_fill):
-        model.trunk(
-            shown,
-            shown.new_full(shown.shape[:2], levels.label),
-            actions_in,
-            ctx_tau=_ctx_tau(model, shown, levels.label),
-            start_frame=state.next_frame,
-            cache=state.cache,
-            commit=True,
-            prev=prev,
-        )
-        state.cache_levels = levels
     state.next_frame += count
+    if in_sync:
+        state.pending += count
+        state.cache_levels = levels
+        if limit is not None and state.pending >= limit:
+            flush(model, state, levels)
+
+
+def _pending_call(
+    state: RolloutState, levels: ContextLevels
+) -> tuple[Tensor, Tensor, Tensor | None, int]:
+    """The pending frames as a model call's leading frames: inputs (B, F, C, H, W), actions
+    (B, F), the input before them (None: zeros), and their first frame index."""
+    n = state.pending
+    inputs = list(state.inputs)
+    before = inputs[-n - 1] if len(inputs) > n else None
+    x = torch.stack(inputs[-n:], dim=1)
+    actions_in = torch.stack(list(state.actions_in)[-n:], dim=1)
+    return x, actions_in, before, state.next_frame - n
+
+
+@torch.inference_mode()
+def flush(model: DynamicsModel, state: RolloutState, levels: ContextLevels) -> None:
+    """Write the pending frames' keys/values to the cache in a call of their own."""
+    if not state.pending or state.cache is None:
+        return
+    x, actions_in, before, first = _pending_call(state, levels)
+    model.trunk(
+        x,
+        x.new_full(x.shape[:2], levels.label),
+        actions_in,
+        ctx_tau=_ctx_tau(model, x, levels.label),
+        start_frame=first,
+        cache=state.cache,
+        commit=True,
+        prev=before,
+    )
+    state.pending = 0
 
 
 def prime(
@@ -240,6 +277,7 @@ def truncate_context(state: RolloutState, keep: int) -> None:
         while len(q) > keep:
             q.popleft()
     state.cache_levels = None
+    state.pending = 0
 
 
 # -- one model evaluation ---------------------------------------------------------------------
@@ -259,16 +297,34 @@ def predict(
         levels = policy.committed
         _sync_inputs(state, levels, schedule)
         _sync_cache(model, state, levels)
-        return model.trunk(
-            x,
-            tau,
-            actions_in,
-            ctx_tau=_ctx_tau(model, x, levels.label),
-            start_frame=state.next_frame,
+        if not state.pending:
+            return model.trunk(
+                x,
+                tau,
+                actions_in,
+                ctx_tau=_ctx_tau(model, x, levels.label),
+                start_frame=state.next_frame,
+                cache=state.cache,
+                commit=False,
+                prev=_last(state.inputs),
+            ).main
+        # The pending frames lead the call, and only they are committed.
+        done, done_actions, before, first = _pending_call(state, levels)
+        n = state.pending
+        full = torch.cat([done, x], dim=1)
+        out = model.trunk(
+            full,
+            torch.cat([tau.new_full(done.shape[:2], levels.label), tau], dim=1),
+            torch.cat([done_actions, actions_in], dim=1),
+            ctx_tau=_ctx_tau(model, full, levels.label),
+            start_frame=first,
             cache=state.cache,
-            commit=False,
-            prev=_last(state.inputs),
-        ).main
+            commit=True,
+            commit_frames=n,
+            prev=before,
+        )
+        state.pending = 0
+        return out.main[:, n:]
     # Recompute the context with the new frames. A window of W frames sees W-1 past frames.
     limit = state.clean.maxlen
     count = len(state.clean) if limit is None else min(len(state.clean), limit - 1)
