@@ -65,6 +65,10 @@ def test_eval_writes_metrics_plots_strip_and_markdown(arena, world_model, tmp_pa
         for metric in ("latent_mse", "delta_psnr", "player_error", "object_hit_rate"):
             assert (metric, 1, h) in rows
     assert rows[("psnr", 1, 1)].n == 2 and np.isfinite(rows[("psnr", 1, 8)].value)
+    # The arena's readback of the autoencoder's reconstructions, beside the model's.
+    for metric in ("ae_player_hit_rate", "ae_object_hit_rate", "ae_player_error"):
+        assert (metric, 1, 1) in rows
+    assert 0 <= rows[("ae_player_hit_rate", 1, 1)].value <= 1
     assert result.gt.shape == result.gen.shape == (2, 8, 32, 32, 3)
     # The clips are held out and the truth is what the store holds after the prompt.
     test_eps = set(arena.split_episodes("test"))
@@ -77,6 +81,7 @@ def test_eval_writes_metrics_plots_strip_and_markdown(arena, world_model, tmp_pa
     text = done.read_text()
     assert done.name == "README.md" and "Delta_4 PSNR" in text
     assert "copy the last prompt frame" in text  # the no-model reference on the same clips
+    assert "(autoencoder)" in text and "player_hit_rate" in text
     from_json = read_metrics(tmp_path / "eval" / "metrics.json")
     from_csv = read_metrics(tmp_path / "eval" / "metrics.csv")
     assert len(from_json) == len(from_csv) == len(result.rows)

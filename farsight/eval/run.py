@@ -85,7 +85,15 @@ REFERENCE_FILE = "reference.json"
 """Every metric of the copy-last-frame reference on the same clips, as metrics.json's rows."""
 AE_LABEL = "(autoencoder)"
 """Variant label of the autoencoder's reconstruction of the true frames (objects table)."""
-REFERENCE_TABLE = {("psnr", 1), ("psnr", 8), ("ssim", 1), ("player_error", 1), ("object_error", 1)}
+REFERENCE_TABLE = {
+    ("psnr", 1),
+    ("psnr", 8),
+    ("ssim", 1),
+    ("player_error", 1),
+    ("player_hit_rate", 1),
+    ("object_error", 1),
+    ("object_hit_rate", 1),
+}
 OBJECT_TABLE_METRICS = ("hit_rate", "error", "miss_rate", "measured", "window_psnr")
 """Per-object metrics (``<name>_<metric>``) of the report's objects table."""
 STRIP_CLIPS = 2
@@ -300,6 +308,7 @@ def evaluate(
                 states[k].append(truth[k][p:])
         if objects is not None:
             object_states.append(objects.state(truth)[p:])
+        if arena or objects is not None:
             # What the autoencoder keeps of the true frames: the ceiling of any generation.
             recon.append(env.decode(true_latents))
             env.decoded = []
@@ -330,6 +339,19 @@ def evaluate(
             n_boot=cfg.n_boot,
             seed=cfg.seed,
         )
+        # The same readback of the autoencoder's reconstructions (``ae_*``): whether the
+        # latents keep the player and the discs at all.
+        kept = position_metrics(
+            np.stack(recon),
+            np.stack(states["state.player"]),
+            np.stack(states["state.camera"]),
+            np.stack(states["state.objects"]),
+            gt_frames=gt_a,
+            horizons=hs,
+            n_boot=cfg.n_boot,
+            seed=cfg.seed,
+        )
+        rows += [dataclasses.replace(r, metric="ae_" + r.metric) for r in kept]
     if objects is not None:
         rows += _object_rows(
             objects, gt_a, gen_a, np.stack(recon), ObjectState.stack(object_states), hs, cfg
@@ -489,9 +511,16 @@ def write_eval(
         # Machine-readable beside metrics.json: every figure has its trivial reference.
         atomic_write_json(out / REFERENCE_FILE, {"rows": [row_to_json(r) for r in all_reference]})
         reference = [r for r in all_reference if (r.metric, r.scale) in REFERENCE_TABLE]
+        reference += [
+            dataclasses.replace(r, metric=r.metric[3:], variant=AE_LABEL)
+            for r in result.rows
+            if r.metric.startswith("ae_") and (r.metric[3:], r.scale) in REFERENCE_TABLE
+        ]
         text = (
             "The same clips predicted by repeating the last prompt frame (no model): a world "
-            "model that does not beat this has learned no motion.\n\n"
+            "model that does not beat this has learned no motion. `(autoencoder)`: the "
+            "autoencoder's reconstruction of the true frames, the best any generation can "
+            "do.\n\n"
         )
         sections.append(
             ("Reference: copy the last prompt frame", text + summary_table(summarize(reference)))
