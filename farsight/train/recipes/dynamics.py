@@ -128,15 +128,22 @@ def dyn_quickstart() -> DynamicsRunConfig:
     0.5 with the level embedded (at 0.1, the earlier setting, rollouts blew up into noise
     within 8 frames), and half of each batch's clips with a context the model generated
     itself (``rollout_context``): without it rollouts drifted off the latent distribution and
-    broke into coloured noise after about 30 frames, below copy-last-frame from h=16 on. The LR
+    broke into coloured noise after about 30 frames, below copy-last-frame from h=16 on. Head 1
+    adds its output to the previous frame (``model.residual_output``: copy-last-frame until it
+    has learned otherwise) and is trained as a clean-latent estimate, on the noise levels its
+    2-step sampler asks about only (``objective.tau_min=0.5``): at 1,000 steps these took
+    Delta-PSNR at h=4 from 0.32 to 0.59 dB and PSNR at h=32 from 17.6 to 18.5 dB. The LR
     follows the wall-clock budget (``train.max_minutes``); ``steps`` is only an upper bound.
 
     Its rollouts sample with 2 DDIM steps and the context noised to 0.1 (0.3 measured worse:
     Delta-PSNR at h=4 0.64 against 0.90 dB)."""
     cfg = DynamicsRunConfig(model=follows_actions(dynamics_quickstart()))
     cfg.model.ctx_noise_embed = True
+    cfg.model.residual_output = True
     cfg.data.clip_len = 8
     cfg.objective.kind = "next_frame"
+    cfg.objective.prediction = "x0"
+    cfg.objective.tau_min = 0.5
     cfg.objective.ctx_noise_max = 0.5
     cfg.rollout_context.fraction = 0.5
     cfg.sampling = SamplingConfig(steps=2, context_level=0.1)
