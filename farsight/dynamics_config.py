@@ -276,6 +276,12 @@ class ObjectiveConfig:
         _choice("objective.tau_sampling", self.tau_sampling, TAU_SAMPLINGS)
         if not 0.0 <= self.tau_min < 1.0:
             raise ConfigError(f"objective.tau_min={self.tau_min} must lie in [0, 1)")
+        if self.tau_min and self.kind not in ("next_frame", "teacher_forcing"):
+            # Elsewhere the drawn levels are also the context's: it would never be clean.
+            raise ConfigError(
+                f"objective.tau_min={self.tau_min} needs objective.kind next_frame or "
+                f"teacher_forcing (their context has levels of its own), got {self.kind}"
+            )
         if not 0.0 <= self.context_tau < 1.0 or not 0.0 <= self.ctx_noise_max <= 1.0:
             raise ConfigError("objective.context_tau and ctx_noise_max must lie in [0, 1)")
         if self.kind == "maskgit" and (not self.fsq_levels or min(self.fsq_levels) < 2):

@@ -237,8 +237,10 @@ class WorldModelEnv(FarsightEnv):
         if self.sampling.kv_cache and state.cache is None:
             state.cache = self.model.new_cache()
             state.cache_levels = None  # built from the recent frames at the next step
+            state.pending = 0
         elif not self.sampling.kv_cache:
             state.cache = None
+            state.pending = 0
 
     @property
     def policy(self):

@@ -141,6 +141,8 @@ def test_tau_min_bounds_the_trained_levels(sampling):
 def test_bad_objective_configs_raise():
     with pytest.raises(ConfigError, match="objective.tau_min"):
         make_objective(ObjectiveConfig(kind="next_frame", tau_min=1.0))
+    with pytest.raises(ConfigError, match="objective.tau_min"):
+        make_objective(ObjectiveConfig(kind="diffusion_forcing", tau_min=0.5))
     with pytest.raises(ConfigError, match="objective.kind"):
         make_objective(ObjectiveConfig(kind="score_matching"))
     with pytest.raises(ConfigError, match="full_sequence"):

@@ -275,6 +275,18 @@ def test_cached_rollout_equals_uncached_with_the_previous_frame_on_the_input(
     torch.testing.assert_close(cached, uncached, atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("scheduling", ["autoregressive", "chunked"])
+def test_committing_more_frames_than_the_window_at_once(scheduling):
+    """A prompt (and chunks) longer than the window are committed at their own frame indices
+    and with the input before them, as a full recomputation sees them."""
+    model = tiny_dynamics(window=2, prev_frame_input=True, prev_frame_per_action=True)
+    assert model.cfg.window < PROMPT
+    cfg = SamplingConfig(steps=2, scheduling=scheduling, chunk=3)
+    cached = rollout(model, cfg, kv_cache=True)
+    uncached = rollout(model, cfg, kv_cache=False, full_history=True)
+    torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("context", ["stable", "dynamic"])
 def test_window_recompute_hands_over_the_previous_frame(context):
     """With a window of one frame the previous frame reaches a new frame only through the

@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                 "generation per frame (stable, KV cache)",
                 stable["generate_ms"],
                 "ms",
-                f"{args.steps} denoising calls + 1 commit call, one frame each",
+                f"{args.steps} denoising calls, the first also committing the frame before",
             )
         )
         rows.append(

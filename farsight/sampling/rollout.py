@@ -155,6 +155,7 @@ def _sync_inputs(state: RolloutState, levels: ContextLevels, schedule: str) -> N
         state.inputs.extend(noised(clean, levels.noise, state.generator, schedule).unbind(1))
     state.input_levels = levels
     state.cache_levels = None  # keys/values of other inputs
+    state.pending = 0
 
 
 def _sync_cache(model: DynamicsModel, state: RolloutState, levels: ContextLevels) -> None:
@@ -199,6 +200,7 @@ def commit(
         state.actions_in.extend(actions_in.unbind(1))
         state.inputs.clear()
         state.input_levels = state.cache_levels = None
+        state.pending = 0
         state.next_frame += count
         return
     levels = policy.committed
@@ -208,18 +210,30 @@ def commit(
     first_fill = state.cache is not None and state.cache_levels is None and not state.clean
     in_sync = state.cache is not None and (state.cache_levels == levels or first_fill)
     limit = state.inputs.maxlen
-    if in_sync and limit is not None and state.pending + count >= limit:
-        # The deque would drop a pending frame (or the one before them): write them now.
+    # Deferred unless the deque would then drop a pending frame or the input before them.
+    defer = in_sync and (limit is None or state.pending + count < limit)
+    if in_sync and not defer:
         flush(model, state, levels)
+    prev = _last(state.inputs)
     state.clean.extend(latents.unbind(1))
     state.actions_in.extend(actions_in.unbind(1))
     state.inputs.extend(shown.unbind(1))
-    state.next_frame += count
     if in_sync:
-        state.pending += count
         state.cache_levels = levels
-        if limit is not None and state.pending >= limit:
-            flush(model, state, levels)
+        if defer:
+            state.pending += count
+        else:
+            model.trunk(
+                shown,
+                shown.new_full(shown.shape[:2], levels.label),
+                actions_in,
+                ctx_tau=_ctx_tau(model, shown, levels.label),
+                start_frame=state.next_frame,
+                cache=state.cache,
+                commit=True,
+                prev=prev,
+            )
+    state.next_frame += count
 
 
 def _pending_call(
@@ -336,7 +350,7 @@ def predict(
         ctx = x[:, :0]
         if count:
             ctx = noised(_stack(state.clean, count), levels.noise, state.generator, schedule)
-        if before >= 0 and model.cfg.prev_frame_input:
+        if before >= 0 and (model.cfg.prev_frame_input or model.cfg.residual_output):
             one = state.clean[before].unsqueeze(1)
             prev = noised(one, levels.noise, state.generator, schedule)[:, 0]
     else:
