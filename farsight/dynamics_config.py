@@ -258,7 +258,8 @@ class ObjectiveConfig:
     """Lowest training noise level: levels are drawn on [tau_min, 1) (the draw above, mapped
     onto that range). A few-step sampler only ever asks the model about its own levels
     (2 DDIM steps: tau = 1 and 0.5), so samples below the lowest are spent on questions a
-    rollout never asks."""
+    rollout never asks. The model is then for that sampler: more steps (or a shift) ask it
+    about levels it never trained on."""
     context_tau: float = 0.02
     """next_frame, teacher_forcing: the noise level the clean-ish context is actually noised
     to and labelled with (DFoT used 0.02)."""
