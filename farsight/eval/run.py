@@ -314,6 +314,7 @@ def evaluate(
             env.decoded = []
     seconds = time.perf_counter() - t0
     gt_a, gen_a, rnd_a = np.stack(gt), np.stack(gen), np.stack(rnd)
+    recon_a = np.stack(recon) if recon else None
 
     extra = (cfg.delta_t,) if 1 <= cfg.delta_t <= horizon else ()
     hs = horizons(horizon, extra)
@@ -329,32 +330,26 @@ def evaluate(
     )
     rows += delta_psnr(gt_a, gen_a, rnd_a, horizons=hs, n_boot=cfg.n_boot, seed=cfg.seed)
     if arena:
-        rows += position_metrics(
-            gen_a,
-            np.stack(states["state.player"]),
-            np.stack(states["state.camera"]),
-            np.stack(states["state.objects"]),
-            gt_frames=gt_a,
-            horizons=hs,
-            n_boot=cfg.n_boot,
-            seed=cfg.seed,
-        )
+
+        def readback(frames: np.ndarray) -> list[MetricRow]:
+            return position_metrics(
+                frames,
+                np.stack(states["state.player"]),
+                np.stack(states["state.camera"]),
+                np.stack(states["state.objects"]),
+                gt_frames=gt_a,
+                horizons=hs,
+                n_boot=cfg.n_boot,
+                seed=cfg.seed,
+            )
+
+        rows += readback(gen_a)
         # The same readback of the autoencoder's reconstructions (``ae_*``): whether the
         # latents keep the player and the discs at all.
-        kept = position_metrics(
-            np.stack(recon),
-            np.stack(states["state.player"]),
-            np.stack(states["state.camera"]),
-            np.stack(states["state.objects"]),
-            gt_frames=gt_a,
-            horizons=hs,
-            n_boot=cfg.n_boot,
-            seed=cfg.seed,
-        )
-        rows += [dataclasses.replace(r, metric="ae_" + r.metric) for r in kept]
+        rows += [dataclasses.replace(r, metric="ae_" + r.metric) for r in readback(recon_a)]
     if objects is not None:
         rows += _object_rows(
-            objects, gt_a, gen_a, np.stack(recon), ObjectState.stack(object_states), hs, cfg
+            objects, gt_a, gen_a, recon_a, ObjectState.stack(object_states), hs, cfg
         )
     generated = 2 * len(clips) * horizon
     meta = {

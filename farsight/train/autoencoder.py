@@ -20,7 +20,6 @@ from PIL import Image
 from farsight.config import from_dict
 from farsight.data.loader import ClipDataset
 from farsight.data.store import EpisodeStore
-from farsight.errors import UsageError
 from farsight.io import atomic_write, atomic_write_json
 from farsight.metrics import image_grid, image_metrics
 from farsight.models.autoencoder import (
@@ -32,7 +31,7 @@ from farsight.objectives.autoencoder import ReconstructionObjective
 from farsight.parallel import DistInfo
 from farsight.precision import autocast, resolve_device, resolve_precision
 from farsight.train.checkpoint import load_checkpoint, model_state
-from farsight.train.data import step_batches
+from farsight.train.data import frame_store, step_batches
 from farsight.train.loop import TrainResult, ValContext, seed_everything
 from farsight.train.recipes.autoencoder import KIND, AutoencoderRunConfig
 from farsight.train.trainer import RunParts, Trainer, run_training
@@ -169,11 +168,7 @@ class AutoencoderTrainer(Trainer):
     ) -> RunParts:
         cfg.model.validate()
         cfg.train.validate()
-        if not cfg.data.path:
-            raise UsageError("no training data: give --data STORE")
-        store = self.store = EpisodeStore(cfg.data.path)  # evaluate reads it again
-        if "frames" not in store.arrays:
-            raise UsageError(f"store {store.path} holds no 'frames' array (a latent cache?)")
+        store = self.store = frame_store(cfg.data.path)  # evaluate reads it again
         dataset = frame_dataset(store, "train")
         seed_everything(cfg.train.seed)
         model = Autoencoder(cfg.model)

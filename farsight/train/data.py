@@ -15,6 +15,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from farsight.data.loader import PartitionSampler, rank_and_world
+from farsight.data.store import EpisodeStore
+from farsight.errors import UsageError
+
+
+def frame_store(path: str) -> EpisodeStore:
+    """The store a frame model (autoencoder, LAM) trains on: given, and holding frames."""
+    if not path:
+        raise UsageError("no training data: give --data STORE")
+    store = EpisodeStore(path)
+    if "frames" not in store.arrays:
+        raise UsageError(f"store {store.path} holds no 'frames' array (a latent cache?)")
+    return store
 
 
 class ResumableSampler(Sampler[int]):

@@ -36,7 +36,7 @@ from farsight.models.lam import LatentActionModel
 from farsight.objectives.lam import LAMObjective, pair_images
 from farsight.parallel import DistInfo
 from farsight.train.checkpoint import load_checkpoint
-from farsight.train.data import step_batches
+from farsight.train.data import frame_store, step_batches
 from farsight.train.loop import TrainResult, ValContext, seed_everything
 from farsight.train.precision import resolve_device
 from farsight.train.recipes.lam import KIND, LAMRunConfig
@@ -141,11 +141,7 @@ class LAMTrainer(Trainer):
     ) -> RunParts:
         cfg.model.validate()
         cfg.train.validate()
-        if not cfg.data.path:
-            raise UsageError("no training data: give --data STORE")
-        store = self.store = EpisodeStore(cfg.data.path)  # evaluate reads it again
-        if "frames" not in store.arrays:
-            raise UsageError(f"store {store.path} holds no 'frames' array (a latent cache?)")
+        store = self.store = frame_store(cfg.data.path)  # evaluate reads it again
         dataset = pair_dataset(store, "train", cfg.model.context)
         seed_everything(cfg.train.seed)
         model = LatentActionModel(cfg.model)
