@@ -128,7 +128,10 @@ def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
-def rope_time(x: Tensor, frames: Tensor, base: float = 10_000.0) -> Tensor:
+TIME_ROPE_BASE = 10_000.0
+
+
+def rope_time(x: Tensor, frames: Tensor, base: float = TIME_ROPE_BASE) -> Tensor:
     """Rotary position embedding over time. x (..., T, Dh), frames (T,) absolute indices.
 
     Absolute indices (not 0..T-1 of the call) make a key computed once and cached score the
@@ -255,6 +258,10 @@ def grid_angles(grid: tuple[int, int], width: int, base: float = GRID_ROPE_BASE)
     gh, gw = grid
     rows = torch.arange(gh).repeat_interleave(gw)
     cols = torch.arange(gw).repeat(gh)
+    return _grid_angles(rows, cols, width, base)
+
+
+def _grid_angles(rows: Tensor, cols: Tensor, width: int, base: float) -> Tensor:
     return torch.stack([*rope_angles(rows, width // 2, base), *rope_angles(cols, width // 2, base)])
 
 
@@ -276,9 +283,7 @@ def rope_grid(x: Tensor, rows: Tensor, cols: Tensor, base: float = GRID_ROPE_BAS
     at the input cannot express an action-dependent relative offset with a per-channel
     modulation.)
     """
-    half = x.shape[-1] // 2
-    rows_part = rope_time(x[..., :half], rows, base)
-    return torch.cat([rows_part, rope_time(x[..., half:], cols, base)], -1)
+    return rotate_grid(x, _grid_angles(rows, cols, x.shape[-1], base))
 
 
 class SpatialAttention(Attention):
@@ -329,7 +334,7 @@ class TemporalAttention(Attention):
         and values of the call's first ``commit_frames`` frames (None: all) to the ring."""
         b = x.shape[0]
         q, k, v = self.heads(rearrange(x, "b t n d -> (b n) t d"))  # (B*N, h, T, Dh)
-        cos, sin = rope_angles(frames, q.shape[-1], 10_000.0)
+        cos, sin = rope_angles(frames, q.shape[-1], TIME_ROPE_BASE)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         keys, values, key_frames = k, v, frames
         past = ring.past(frames) if ring is not None else None

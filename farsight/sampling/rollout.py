@@ -169,16 +169,31 @@ def _sync_cache(model: DynamicsModel, state: RolloutState, levels: ContextLevels
     count = len(state.inputs)
     if count:
         x = _stack(state.inputs, count)
-        model.trunk(
-            x,
-            x.new_full(x.shape[:2], levels.label),
-            _stack(state.actions_in, count),
-            ctx_tau=_ctx_tau(model, x, levels.label),
-            start_frame=state.next_frame - count,
-            cache=state.cache,
-            commit=True,
-        )
+        _write(model, state, x, _stack(state.actions_in, count), None, levels)
     state.cache_levels = levels
+
+
+def _write(
+    model: DynamicsModel,
+    state: RolloutState,
+    x: Tensor,
+    actions_in: Tensor,
+    prev: Tensor | None,
+    levels: ContextLevels,
+) -> None:
+    """Run context frames x (B, F, C, H, W), the last F committed ones (``next_frame`` is
+    already past them), at the committed levels and write their keys/values to the cache;
+    ``prev``: the input before them (None: zeros)."""
+    model.trunk(
+        x,
+        x.new_full(x.shape[:2], levels.label),
+        actions_in,
+        ctx_tau=_ctx_tau(model, x, levels.label),
+        start_frame=state.next_frame - x.shape[1],
+        cache=state.cache,
+        commit=True,
+        prev=prev,
+    )
 
 
 @torch.inference_mode()
@@ -218,35 +233,21 @@ def commit(
     state.clean.extend(latents.unbind(1))
     state.actions_in.extend(actions_in.unbind(1))
     state.inputs.extend(shown.unbind(1))
+    state.next_frame += count
     if in_sync:
         state.cache_levels = levels
         if defer:
             state.pending += count
         else:
-            model.trunk(
-                shown,
-                shown.new_full(shown.shape[:2], levels.label),
-                actions_in,
-                ctx_tau=_ctx_tau(model, shown, levels.label),
-                start_frame=state.next_frame,
-                cache=state.cache,
-                commit=True,
-                prev=prev,
-            )
-    state.next_frame += count
+            _write(model, state, shown, actions_in, prev, levels)
 
 
-def _pending_call(
-    state: RolloutState, levels: ContextLevels
-) -> tuple[Tensor, Tensor, Tensor | None, int]:
-    """The pending frames as a model call's leading frames: inputs (B, F, C, H, W), actions
-    (B, F), the input before them (None: zeros), and their first frame index."""
+def _pending(state: RolloutState) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The pending frames' inputs (B, F, C, H, W) and actions (B, F), and the input before
+    them (None: zeros)."""
     n = state.pending
-    inputs = list(state.inputs)
-    before = inputs[-n - 1] if len(inputs) > n else None
-    x = torch.stack(inputs[-n:], dim=1)
-    actions_in = torch.stack(list(state.actions_in)[-n:], dim=1)
-    return x, actions_in, before, state.next_frame - n
+    before = state.inputs[-n - 1] if len(state.inputs) > n else None
+    return _stack(state.inputs, n), _stack(state.actions_in, n), before
 
 
 @torch.inference_mode()
@@ -254,17 +255,8 @@ def flush(model: DynamicsModel, state: RolloutState, levels: ContextLevels) -> N
     """Write the pending frames' keys/values to the cache in a call of their own."""
     if not state.pending or state.cache is None:
         return
-    x, actions_in, before, first = _pending_call(state, levels)
-    model.trunk(
-        x,
-        x.new_full(x.shape[:2], levels.label),
-        actions_in,
-        ctx_tau=_ctx_tau(model, x, levels.label),
-        start_frame=first,
-        cache=state.cache,
-        commit=True,
-        prev=before,
-    )
+    x, actions_in, before = _pending(state)
+    _write(model, state, x, actions_in, before, levels)
     state.pending = 0
 
 
@@ -323,7 +315,7 @@ def predict(
                 prev=_last(state.inputs),
             ).main
         # The pending frames lead the call, and only they are committed.
-        done, done_actions, before, first = _pending_call(state, levels)
+        done, done_actions, before = _pending(state)
         n = state.pending
         full = torch.cat([done, x], dim=1)
         out = model.trunk(
@@ -331,7 +323,7 @@ def predict(
             torch.cat([tau.new_full(done.shape[:2], levels.label), tau], dim=1),
             torch.cat([done_actions, actions_in], dim=1),
             ctx_tau=_ctx_tau(model, full, levels.label),
-            start_frame=first,
+            start_frame=state.next_frame - n,
             cache=state.cache,
             commit=True,
             commit_frames=n,
