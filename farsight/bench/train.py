@@ -46,6 +46,31 @@ def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
+def attention_times(cfg, args, device, dtype, repeats: int = 10) -> tuple[float, float]:
+    """Seconds for one spatial attention forward and backward over a batch of frames at the
+    recipe's shape (B * T frames of N tokens), with torch's kernel in ``dtype`` and through
+    ``farsight.models.layers.attend`` (which attends bf16 inputs in fp32 on a CPU)."""
+    import torch
+    import torch.nn.functional as F
+
+    from farsight.models.layers import attend
+
+    gh, gw = cfg.token_grid
+    shape = (args.batch_size * args.clip_len, cfg.num_heads, gh * gw, cfg.width // cfg.num_heads)
+    q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in "qkv")
+
+    def median(fn) -> float:
+        times = []
+        for i in range(repeats + 2):
+            t0 = time.perf_counter()
+            fn(q, k, v).sum().backward()
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    return median(F.scaled_dot_product_attention), median(attend)
+
+
 def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, int]:
     """Seconds per training step, FLOPs per step, tokens per step. A recipe that trains on
     its own rollouts (``rollout_context``) generates those contexts inside the timed step, as
@@ -128,6 +153,23 @@ def run(args: argparse.Namespace) -> list:
             Row(f"{heads}: achieved", flops / med / 1e9, "GFLOP/s", "FlopCounterMode FLOPs"),
             Row(f"{heads}: of matmul peak", 100 * flops / med / peak, "%", "goal >= 40"),
         ]
+    kernel, used = attention_times(cfg, args, device, dtype)
+    gh, gw = cfg.token_grid
+    shape = f"{args.batch_size * args.clip_len} frames of {gh * gw} tokens"
+    rows += [
+        Row(
+            f"spatial attention, torch kernel in {precision}",
+            kernel * 1e3,
+            "ms",
+            f"fwd+bwd, {shape}",
+        ),
+        Row(
+            "spatial attention, as the model runs it",
+            used * 1e3,
+            "ms",
+            "fwd+bwd; attend(): fp32 on a CPU under bf16",
+        ),
+    ]
     rows.append(
         Row(
             "heads (1,2,4,8)+cascade / next-frame only",

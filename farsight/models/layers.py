@@ -113,7 +113,7 @@ def rope_angles(positions: Tensor, width: int, base: float) -> tuple[Tensor, Ten
 
     Angles in float64: frame indices of long rollouts times the fastest frequency must not
     round. Computed once per call (temporal) or once per model (the spatial grid), not once
-    per query and key: in a one-frame rollout step they cost a fifth of the trunk's time."""
+    per query and key: a one-frame rollout step is dominated by such small ops."""
     half = width // 2
     freqs = base ** (-torch.arange(half, device=positions.device, dtype=torch.float64) / half)
     angles = positions.to(torch.float64).unsqueeze(-1) * freqs
@@ -212,8 +212,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tenso
 
     On a CPU, bf16 inputs are attended in fp32 and the result cast back: torch's CPU attention
     kernels are several times slower in bf16 than in fp32 at these shapes (a frame's 64 tokens,
-    head width 32: 26 against 7 ms forward and backward for 64 frames on 2 cores with AMX;
-    ``farsight bench train`` times the whole step), and the cast costs little next to them.
+    head width 32; ``farsight bench train`` times both), and the cast costs little next to
+    them.
     """
     if q.device.type == "cpu" and (
         torch.bfloat16 in (q.dtype, k.dtype, v.dtype) or torch.is_autocast_enabled("cpu")
