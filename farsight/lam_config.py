@@ -44,6 +44,16 @@ class LAMConfig:
     of the frame moves) plus a residual, instead of new pixels only. A camera following the
     player is then one choice of shift for the whole frame, which the action can make; a
     convolutional decoder would first have to learn to translate textures."""
+    displacement: float = 0.0
+    """> 0: the decoder reads the first two channels of the code as a move (dy, dx), starting
+    at ``displacement`` pixels per unit of code (a learned 2 x 2 map after that), and the
+    action's shift vote (``warp``) also favours the shifts near that move (a Gaussian in
+    shift space of learned sharpness). Opposite codes then mean opposite moves from the first
+    step, where a learned vote first makes a code mean "along this axis, either way" (a blur
+    that serves both). Fits FSQ with 3 levels on those channels ([3, 3]: still, or one step
+    either way on each axis). 0: the vote is learned from the code alone. On the arena it pays
+    only with the absolute error (``objective.l1``; recipe ``lam_move``): under the squared
+    error a blur along the axis is worth as much as the exact move there."""
     motion_readout: bool = False
     """The encoder's head also reads, per shift s of the cost volume, the spatial mean and max
     of cost(0) - cost(s): how much better s explains x_{t+1} than "nothing moved", over the
@@ -80,6 +90,10 @@ class LAMConfig:
             )
         if self.warp and self.motion_radius < 1:
             raise ConfigError("model.warp=true needs model.motion_radius >= 1 (its shifts)")
+        if self.displacement and (not self.warp or self.latent_dim < 2):
+            raise ConfigError(
+                "model.displacement needs model.warp=true and a code of >= 2 channels"
+            )
         if self.context < 0:
             raise ConfigError(f"model.context={self.context} must be >= 0")
         if self.patch not in (1, 2, 4, 8) or self.width < 1 or self.blocks < 1 or self.down < 0:
@@ -106,7 +120,8 @@ class LAMLossConfig:
     usage: float = 0.05
     """Weight of the code-usage (entropy) loss: mean per-pair entropy of the soft code
     assignment minus the entropy of the batch's average assignment (MAGVIT-2's LFQ entropy
-    loss), relative to the copy baseline's error |x_{t+1} - x_t|^2 (so its pull is the same
+    loss), relative to the copy baseline's error under the reconstruction loss,
+    l2 |x_{t+1} - x_t|^2 + l1 |x_{t+1} - x_t|_1 (so its pull is the same
     share of the reconstruction signal whether frames change a lot or a little). Without it
     the codes collapse early: before the decoder reads the action, a code that varies is only
     noise to it, so the encoder sends one code for every pair. Too large, it wins over

@@ -199,6 +199,14 @@ class LAMDecoder(nn.Module):
             self.warp_action = nn.Linear(d, len(self.shifts))
             nn.init.zeros_(self.warp_action.weight)
             nn.init.zeros_(self.warp_action.bias)
+            self.displacement = cfg.displacement
+            if self.displacement:
+                # code channels 0, 1 -> a move in pixels; its vote -sharpness |s - move|^2 / step^2
+                self.move = nn.Parameter(cfg.displacement * torch.eye(2, cfg.latent_dim))
+                self.sharpness = nn.Parameter(torch.tensor(1.0))
+                self.register_buffer(
+                    "shift_grid", torch.tensor(self.shifts, dtype=torch.float32), persistent=False
+                )
             nn.init.zeros_(self.warp.weight)
             with torch.no_grad():  # start as a copy of x_t: all weight on the (0, 0) shift
                 self.warp.bias.zero_()
@@ -224,7 +232,12 @@ class LAMDecoder(nn.Module):
         out = F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
         if self.shifts:
             # (B, S, h, w) mixture weights per cell, to pixels; frames moved by each shift.
-            logits = self.warp(h) + self.warp_action(cond)[:, :, None, None]
+            vote = self.warp_action(cond)
+            if self.displacement:
+                move = code.float() @ self.move.t()  # (B, 2) pixels
+                gap = (self.shift_grid[None] - move[:, None]).pow(2).sum(-1)  # (B, S)
+                vote = vote + (-self.sharpness * gap / self.step**2).to(vote.dtype)
+            logits = self.warp(h) + vote[:, :, None, None]
             weights = torch.softmax(logits.float(), dim=1)
             weights = F.interpolate(weights, scale_factor=float(self.patch), mode="nearest")
             moved = torch.stack(

@@ -2,7 +2,8 @@
 
     L = l2 |x_{t+1} - x^_{t+1}|^2 + l1 |x_{t+1} - x^_{t+1}|_1
         + (vq) |sg(z) - e|^2 + beta |z - sg(e)|^2          (codebook, commitment)
-        + usage |x_{t+1} - x_t|^2 (E_pairs H(p(k | pair)) - H(E_pairs p(k | pair)))
+        + usage C (E_pairs H(p(k | pair)) - H(E_pairs p(k | pair)))
+    where C = l2 |x_{t+1} - x_t|^2 + l1 |x_{t+1} - x_t|_1, the copy baseline's error
 
 Logged against collapse (the LAM's failure mode: one code for everything, so the decoder
 learns the average change and the action says nothing):
@@ -76,6 +77,8 @@ class LAMObjective:
             loss = loss + cfg.codebook * logs["codebook"] + cfg.commitment * logs["commitment"]
         copy = (x - x_next).pow(2).mean()
         if cfg.usage:
+            # the pull is a share of the copy baseline's error under the reconstruction loss used
+            scale = cfg.l2 * copy + cfg.l1 * (x - x_next).abs().mean()
             lam = unwrap(model)
             dist = torch.cdist(out.soft.float(), lam.codes().float()).pow(2)  # (B, K)
             p = torch.softmax(-dist / cfg.temperature, dim=-1)
@@ -83,7 +86,7 @@ class LAMObjective:
             mean_p = p.mean(0)
             batch_entropy = -(mean_p * mean_p.clamp_min(1e-12).log()).sum()
             logs["usage_loss"] = per_pair - batch_entropy
-            loss = loss + cfg.usage * copy.detach() * logs["usage_loss"]
+            loss = loss + cfg.usage * scale.detach() * logs["usage_loss"]
         logs["gain"] = 1.0 - mse.detach() / copy.clamp_min(1e-8)
         entropy, perplexity = code_usage(out.index, unwrap(model).num_codes)
         logs["usage_entropy"], logs["perplexity"] = entropy, perplexity

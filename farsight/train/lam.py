@@ -11,8 +11,9 @@ share of codes used, a ``collapsed`` flag, also printed as a line of its own so 
 shows while it happens) and NMI with the true actions on it),
 ``samples/actions_step*.png`` (rows: x_t, x_{t+1}, the prediction, then x_t decoded under each
 latent action 0..K-1) and, at the end, ``eval.json``: agreement of the latent actions with the
-true ones on the test split (NMI, MI, purity, contingency table). The run config and its
-recipes are in ``recipes/lam.py``.
+true ones on the test split (NMI, MI, purity, contingency table), and ``latent_actions.png``:
+what each latent action does to a few val frames, the decoded frame and its change from x_t
+(``code_picture``). The run config and its recipes are in ``recipes/lam.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 from tqdm import tqdm
 
 from farsight.config import from_dict
@@ -42,6 +44,8 @@ from farsight.train.precision import resolve_device
 from farsight.train.recipes.lam import KIND, LAMRunConfig
 from farsight.train.trainer import RunParts, Trainer, run_training
 
+PICTURE = "latent_actions.png"
+"""The per-code picture of a finished run (``code_picture``), in its run folder."""
 USAGE_KEYS = ("usage_entropy", "perplexity", "codes_used", "top_share", "collapsed")
 
 
@@ -102,6 +106,31 @@ class LAMValidation:
         grid = image_grid([np.asarray(r.cpu() if torch.is_tensor(r) else r) for r in rows])
         path = ctx.run_dir / "samples" / f"actions_step{ctx.step:07d}.png"
         atomic_write(path, lambda f: Image.fromarray(grid).save(f, format="PNG"))
+
+
+CHANGE_GAIN = 4.0
+"""How much ``code_picture`` amplifies a change: one of 0.25 ([-1, 1] units) is full colour."""
+
+
+@torch.no_grad()
+def code_picture(lam: LatentActionModel, pairs: np.ndarray, device) -> np.ndarray:
+    """What each latent action does to a few frames, as one uint8 image (``image_grid``).
+
+    ``pairs`` uint8 (N, c + 2, H, W, 3) clips (``fixed_pairs``). Row 0: the N frames x_t, then
+    the true change x_{t+1} - x_t of each; row 1 + k: x_t decoded under latent action k, then
+    its change from x_t. Changes are amplified ``CHANGE_GAIN`` times around grey (grey: nothing
+    changes), so a code that moves the view shows as edges across the frame, one that moves a
+    sprite as a pair of edges around it."""
+    x, x_next, past = pair_images(torch.from_numpy(pairs).to(device), lam.context)
+
+    def change(a: Tensor) -> np.ndarray:
+        return images_to_frames((CHANGE_GAIN * (a - x)).clamp(-1, 1)).cpu().numpy()
+
+    rows = [np.concatenate([pairs[:, -2], change(x_next)])]
+    for k in range(lam.num_codes):
+        pred = lam.decode(x, lam.code_of(torch.full((len(x),), k, device=device)), past)
+        rows.append(np.concatenate([images_to_frames(pred).cpu().numpy(), change(pred)]))
+    return image_grid(rows)
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -171,6 +200,10 @@ class LAMTrainer(Trainer):
         lam, _, _ = load_lam(out, device)
         evaluation = evaluate_lam(lam, self.store, device)
         atomic_write_json(out / "eval.json", {"step": result.step, "weights": "ema", **evaluation})
+        if cfg.data.grid_pairs:
+            pairs = fixed_pairs(self.store, cfg.data.grid_pairs, cfg.model.context)
+            picture = code_picture(lam, pairs, device)
+            atomic_write(out / PICTURE, lambda f: Image.fromarray(picture).save(f, format="PNG"))
         if progress:
             for split, m in evaluation.items():
                 agree = (

@@ -1,7 +1,8 @@
 """What a LAM's codes follow on a store's test split: NMI with the true action, with the sign of
-the camera's move, with the sign of the player's move in the view, and how much of the true
-action those moves themselves tell (an arena store, which records ``state.camera`` and
-``state.player``).
+the camera's move, with the sign of the player's move in the view and in the world, and how
+much of the true action those moves themselves tell (an arena store, which records
+``state.camera`` and ``state.player``); then how many pairs of each sign of the camera's move
+(rows: x and y each -, 0, +, x major) each code (columns) labels.
 
     python docs/results/lam/what_codes.py RUN STORE
 """
@@ -11,7 +12,7 @@ import sys
 import numpy as np
 
 from farsight.data.store import EpisodeStore
-from farsight.eval.latent_actions import infer_episode
+from farsight.eval.latent_actions import contingency, infer_episode
 from farsight.eval.latent_actions import normalized_mutual_information as nmi
 from farsight.train.lam import load_lam
 
@@ -26,19 +27,23 @@ def main(run: str, store_path: str) -> None:
     store = EpisodeStore(store_path)
     lam, _, _ = load_lam(run)
     keys = ("frames", "actions", "state.camera", "state.player")
-    actions, codes, camera, view = [], [], [], []
+    actions, codes, camera, view, world = [], [], [], [], []
     for e in store.split_episodes("test"):
         a = store.read(e, keys=keys)
         codes.append(infer_episode(lam, a["frames"], "cpu")[:-1])
         actions.append(a["actions"][:-1])
         camera.append(move_class(np.diff(a["state.camera"], axis=0)))
         view.append(move_class(np.diff(a["state.player"] - a["state.camera"], axis=0)))
-    a, z, c, v = (np.concatenate(x).astype(int) for x in (actions, codes, camera, view))
+        world.append(move_class(np.diff(a["state.player"], axis=0)))
+    a, z, c, v, w = (np.concatenate(x).astype(int) for x in (actions, codes, camera, view, world))
     print(
         f"NMI codes-actions {nmi(a, z):.3f}  codes-camera move {nmi(c, z):.3f}  "
-        f"codes-player move in view {nmi(v, z):.3f}  camera move-actions {nmi(a, c):.3f}  "
-        f"(camera, view moves)-actions {nmi(a, c * 9 + v):.3f}"
+        f"codes-player move in view {nmi(v, z):.3f}  codes-player move in world {nmi(w, z):.3f}  "
+        f"camera move-actions {nmi(a, c):.3f}  (camera, view moves)-actions {nmi(a, c * 9 + v):.3f}"
+        f"  player move in world-actions {nmi(a, w):.3f}"
     )
+    print("camera move (rows) x code (columns):")
+    print(contingency(c, z, 9, lam.num_codes))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ class LAMDataConfig:
     agreement_pairs: int = 2000
     """Pairs of the val split used for the NMI at each validation (0: all)."""
     grid_pairs: int = 8
+    """Val frames in the per-code pictures: ``samples/actions_step*.png`` at each validation and
+    ``latent_actions.png`` at the end (0: none)."""
 
 
 @dataclass
@@ -58,6 +60,21 @@ def lam_cpu() -> LAMRunConfig:
     cfg.train.optim.lr = 2e-3
     cfg.train.optim.warmup_steps = 50
     cfg.train.ema_decay = 0.99
+    return cfg
+
+
+@LAM_RECIPES.register
+def lam_move() -> LAMRunConfig:
+    """``lam_cpu`` with codes shaped as moves and the absolute error: 9 latent actions by FSQ
+    3 x 3, read by the decoder as a move of 2 px per unit on each axis (``displacement``), and
+    the prediction's error taken as |.|, not squared (the arena's discs, which move on their
+    own, dominate a squared error, under which a blur along the camera's axis pays as much as
+    the camera's exact move). At 400 steps on the arena: test NMI 0.204 against 0.145, the
+    codes then telling left from right and up from down (``docs/results/lam``)."""
+    cfg = lam_cpu()
+    cfg.model.num_codes, cfg.model.fsq_levels = 9, (3, 3)
+    cfg.model.displacement = 2.0
+    cfg.objective.l2, cfg.objective.l1 = 0.0, 1.0
     return cfg
 
 
