@@ -17,6 +17,7 @@ from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
 from farsight.latents import LatentCache, build_cache, default_cache_path, open_cache
 from farsight.models.tokens import input_channels, output_channels
+from farsight.objectives import TOKEN_OBJECTIVES
 from farsight.train.recipes.dynamics import DynamicsRunConfig
 
 
@@ -58,7 +59,7 @@ def run_actions(cfg: DynamicsRunConfig, store, progress: bool = True):
 def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:
     """Latent geometry from the cache: continuous latents for diffusion, FSQ tokens (code
     values + a mask flag in, per-channel level logits out) for MaskGIT."""
-    token_path = cfg.objective.kind == "maskgit"
+    token_path = cfg.objective.kind in TOKEN_OBJECTIVES
     wanted = "fsq" if token_path else "continuous"
     if info.kind != wanted:
         raise UsageError(
