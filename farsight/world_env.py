@@ -142,7 +142,7 @@ class WorldModelEnv(FarsightEnv):
         self.store = EpisodeStore(store) if isinstance(store, str | Path) else store
         if self.store is not None:
             # A model trained on latent (or no) actions reads the store's episodes that way.
-            self.store = store_for_model(world_model, self.store, self.device)
+            self.store = store_for_model(world_model, self.store)
         self.prompt_split = prompt_split
         self.max_episode_steps = max_episode_steps
         self._seed_streams(seed)

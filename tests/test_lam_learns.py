@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from farsight.data.store import EpisodeStore, StoreWriter
-from farsight.eval.latent_actions import code_usage_stats, latent_usage, usage_line
 from farsight.lam_config import LAMConfig
+from farsight.latent_actions import code_usage_stats, latent_usage, usage_line
 from farsight.models.lam import LatentActionModel
 from farsight.train.lam import LAMValidation, load_lam, train_lam
 from farsight.train.loop import ValContext

@@ -2,7 +2,8 @@
 latent geometry the model takes from it.
 
 The store is encoded once into a latent cache (``RUN_OF_AE/latents/<store>-<path hash>`` unless
-``data.cache`` names one; built here if missing), so training never runs the encoder.
+``data.cache`` names one; built here if missing), so training never runs the encoder; a run on
+latent actions labels the store once with its LAM the same way (``farsight/action_labels.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from farsight.action_labels import label_actions
 from farsight.action_source import relabel
 from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
@@ -46,14 +48,19 @@ def val_batch(cache, cfg: DynamicsRunConfig, extra: int) -> dict:
     raise UsageError(f"latent cache {cache.path} has no clip of {cfg.data.clip_len + extra} frames")
 
 
-def run_actions(cfg: DynamicsRunConfig, store, progress: bool = True):
+def label_run_store(cfg: DynamicsRunConfig, progress: bool = True) -> None:
+    """A run on latent actions: its store's labels by ``data.lam``, made if missing or stale
+    (as a missing latent cache is encoded), before ``run_actions`` reads them."""
+    if cfg.data.actions == "latent" and cfg.data.lam:
+        label_actions(cfg.data.lam, EpisodeStore(cfg.data.path, verify="size"), progress=progress)
+
+
+def run_actions(cfg: DynamicsRunConfig, store):
     """``store`` (frames or latent cache) with the run's actions (``data.actions``)."""
     frames = None
     if cfg.data.actions == "latent":
         frames = EpisodeStore(cfg.data.path, verify="size")
-    return relabel(
-        store, cfg.data.actions, lam=cfg.data.lam, frames_store=frames, progress=progress
-    )
+    return relabel(store, cfg.data.actions, lam=cfg.data.lam, frames_store=frames)
 
 
 def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:

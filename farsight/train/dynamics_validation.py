@@ -48,7 +48,7 @@ class DynamicsValidation:
             meta=self.meta,
             context_frames=self.cfg.data.clip_len,
         )
-        store = run_actions(self.cfg, EpisodeStore(self.cfg.data.path, verify="size"), False)
+        store = run_actions(self.cfg, EpisodeStore(self.cfg.data.path, verify="size"))
         split = "val" if store.split_episodes("val") else "train"
         path = ctx.run_dir / "samples" / f"rollout_step{ctx.step:07d}.mp4"
         write_rollout_video(
