@@ -23,6 +23,7 @@ AUX_STOPGRAD = ("main", "far", "none")
 AUX_TRUST = ("linear", "uniform")
 OBJECTIVE_KINDS = ("diffusion_forcing", "next_frame", "teacher_forcing", "full_sequence", "maskgit")
 PREDICTIONS = ("v", "x0")
+RESIDUAL_REFERENCES = ("input", "clean")
 SCHEDULES = ("linear", "cosine")
 WEIGHTINGS = ("clamped_snr", "min_snr", "uniform")
 TAU_SAMPLINGS = ("uniform", "logit_normal")
@@ -174,11 +175,27 @@ class DynamicsConfig:
     is then what the model says before it has learned anything (the final layer starts at
     zero), and training spends itself on what moves. Its output is a clean-latent estimate:
     train it with ``objective.prediction=x0``."""
+    null_action: bool = False
+    """One more action row meaning "no action given": training replaces a share of the actions
+    by it (``objective.action_dropout``), so the model also learns what comes next without
+    knowing the action, and sampling can push away from that (``sampling.action_guidance``,
+    classifier-free guidance on the action)."""
+    residual_reference: str = "input"
+    """What ``residual_output`` adds to: ``input``, the previous frame as the model is shown
+    it (noisy in training, context-noised in a rollout); ``clean``, the previous frame's clean
+    latent (the true one in training, the generated one in a rollout), so no context noise
+    passes through the copy. ``clean`` samples one frame at a time (a frame's reference must
+    be finished before it starts)."""
     out_channels: int = 0
     """Channels each head emits per latent cell; 0: latent_channels (diffusion predicts in the
     latent space). MaskGIT: sum(fsq_levels) logits, with latent_channels = len(levels) + 1
     (code values + a mask flag), see ``farsight/models/tokens.py``."""
     heads: HeadsConfig = field(default_factory=HeadsConfig)
+
+    @property
+    def action_rows(self) -> int:
+        """Rows of an action table: the actions, the clip start, and the null action if any."""
+        return self.num_actions + 1 + int(self.null_action)
 
     @property
     def output_channels(self) -> int:
@@ -210,6 +227,10 @@ class DynamicsConfig:
         if self.residual_output and self.output_channels != self.latent_channels:
             raise ConfigError(
                 f"residual_output needs out_channels = latent_channels, got {self.out_channels}"
+            )
+        if self.residual_reference not in RESIDUAL_REFERENCES:
+            raise ConfigError(
+                f"residual_reference={self.residual_reference!r}: one of {RESIDUAL_REFERENCES}"
             )
         if self.prev_frame_kernel < 1 or self.prev_frame_kernel % 2 == 0:
             raise ConfigError(f"prev_frame_kernel={self.prev_frame_kernel}: must be odd and >= 1")
@@ -268,6 +289,10 @@ class ObjectiveConfig:
     next_frame, teacher_forcing: the context (stream) is noised to tau_ctx;
     diffusion_forcing: every frame is noised to at least tau_ctx. Passed to the model as
     ctx_tau (used if ctx_noise_embed is on)."""
+    action_dropout: float = 0.0
+    """Share of the actions replaced by the null action (each action drawn on its own), so
+    the model also learns the next frame without its action: classifier-free guidance on the
+    action (``sampling.action_guidance``). Needs ``model.null_action``."""
 
     def validate(self) -> None:
         _choice("objective.kind", self.kind, OBJECTIVE_KINDS)
@@ -285,6 +310,10 @@ class ObjectiveConfig:
             )
         if not 0.0 <= self.context_tau < 1.0 or not 0.0 <= self.ctx_noise_max <= 1.0:
             raise ConfigError("objective.context_tau and ctx_noise_max must lie in [0, 1)")
+        if not 0.0 <= self.action_dropout < 1.0:
+            raise ConfigError(f"objective.action_dropout={self.action_dropout} must lie in [0, 1)")
+        if self.action_dropout and self.kind == "maskgit":
+            raise ConfigError("objective.action_dropout: the maskgit objective drops no actions")
         if self.kind == "maskgit" and (not self.fsq_levels or min(self.fsq_levels) < 2):
             raise ConfigError(f"objective.fsq_levels={list(self.fsq_levels)}: maskgit needs them")
         if self.kind == "full_sequence" and self.ctx_noise_max > 0:

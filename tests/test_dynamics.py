@@ -422,7 +422,7 @@ def test_bf16_attention_on_cpu_matches_fp32():
 def test_residual_output_starts_as_copy_the_last_frame():
     """With ``residual_output`` head 1 at initialisation (zero final layer) returns each
     frame's previous input: the clip shifted by one, ``prev`` (or zeros) first; in teacher
-    forcing, the context's previous frame. It stays causal."""
+    forcing, the context's previous frame; given a ``reference``, that. It stays causal."""
     cfg = dataclasses.replace(dynamics_tiny(), residual_output=True, prev_frame_input=True)
     model = DynamicsModel(cfg).eval()
     x = torch.randn(2, 5, cfg.latent_channels, *cfg.latent_size)
@@ -437,5 +437,11 @@ def test_residual_output_starts_as_copy_the_last_frame():
         tf = model.trunk_teacher_forced(x, tau, ctx, torch.zeros(2, 5), ain).main
         torch.testing.assert_close(tf[:, 1:], ctx[:, :-1])
         assert (tf[:, 0] == 0).all()
+        ref = torch.randn_like(x)
+        torch.testing.assert_close(model.trunk(x, tau, ain, prev=prev, reference=ref).main, ref)
+        tf = model.trunk_teacher_forced(x, tau, ctx, torch.zeros(2, 5), ain, reference=ref)
+        torch.testing.assert_close(tf.main, ref)
+    with pytest.raises(ConfigError, match="residual_reference"):
+        dataclasses.replace(dynamics_tiny(), residual_reference="noisy").validate()
     with pytest.raises(ConfigError, match="residual_output"):
         dataclasses.replace(dynamics_tiny(), residual_output=True, out_channels=3).validate()

@@ -270,3 +270,43 @@ def test_residual_output_needs_x0_prediction():
         model, make_batch(model)
     )
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("kind", ["next_frame", "teacher_forcing", "diffusion_forcing"])
+def test_clean_residual_reference_is_the_clean_previous_frame(kind):
+    """With ``residual_reference=clean`` an untrained model (zero output layer) predicts each
+    frame as the clean frame before it, whatever noise its inputs carry; with ``input`` as
+    the noisy one the model was shown."""
+    batch = None
+    for reference in ("clean", "input"):
+        model = tiny_model(residual_output=True, residual_reference=reference)
+        batch = batch or make_batch(model)
+        outputs = []
+        model.register_forward_hook(lambda m, args, out, seen=outputs: seen.append(out))
+        objective = make_objective(ObjectiveConfig(kind=kind, prediction="x0"))
+        objective(model, batch, torch.Generator().manual_seed(0))
+        main = outputs[0].main
+        shifted = batch["latents"][:, : main.shape[1] - 1]
+        if reference == "clean":
+            torch.testing.assert_close(main[:, 1:], shifted)
+            assert (main[:, 0] == 0).all()
+        else:
+            assert (main[:, 1:] - shifted).abs().mean() > 1e-3
+
+
+def test_action_dropout_replaces_a_share_of_the_actions_by_the_null_action():
+    seen = {}
+    model = tiny_model(null_action=True)
+    model.register_forward_pre_hook(lambda m, args: seen.update(actions=args[2]))
+    batch = make_batch(model)
+    batch["actions"] = torch.randint(0, model.cfg.num_actions, (64, batch["actions"].shape[1]))
+    batch["latents"] = batch["latents"][:1].expand(64, *batch["latents"].shape[1:])
+    objective = make_objective(ObjectiveConfig(kind="next_frame", action_dropout=0.25))
+    objective(model, batch, torch.Generator().manual_seed(0))
+    dropped = seen["actions"] == model.null_action
+    assert 0.15 < dropped.float().mean() < 0.35
+    torch.testing.assert_close(seen["actions"][~dropped], batch["actions"][~dropped])
+    with pytest.raises(ConfigError, match="model.null_action"):
+        objective(tiny_model(), make_batch(tiny_model()))
+    with pytest.raises(ConfigError, match="action_dropout"):
+        ObjectiveConfig(kind="maskgit", fsq_levels=(5, 5), action_dropout=0.1).validate()

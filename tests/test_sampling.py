@@ -275,6 +275,83 @@ def test_cached_rollout_equals_uncached_with_the_previous_frame_on_the_input(
     torch.testing.assert_close(cached, uncached, atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("context", ["stable", "dynamic"])
+def test_clean_reference_rollout_cached_equals_uncached(context):
+    """A model adding its output to the previous clean latent gets the same one on every path
+    (the cache with its deferred commits, and full recomputation)."""
+    model = tiny_dynamics(
+        prev_frame_input=True, residual_output=True, residual_reference="clean", window=3
+    )
+    objective = ObjectiveConfig(prediction="x0")
+    cfg = SamplingConfig(steps=3, context=context)
+    full = rollout(model, cfg, objective=objective, kv_cache=False, full_history=True)
+    if context == "stable":
+        cached = rollout(model, cfg, objective=objective, kv_cache=True)
+        torch.testing.assert_close(cached, full, atol=1e-4, rtol=1e-4)
+    window = rollout(model, cfg, objective=objective, kv_cache=False)
+    assert window.shape == full.shape and torch.isfinite(window).all()
+
+
+@pytest.mark.parametrize("reference", ["input", "clean"])
+def test_an_untrained_residual_model_copies_the_clean_frame_only_with_the_clean_reference(
+    reference,
+):
+    """With its output layer at zero a residual model says "nothing changes": with the clean
+    reference every generated frame is the prompt's last latent exactly, whatever noise the
+    context is shown at; with the input reference it is that noised input instead, so the
+    rollout's frames differ from it and from each other."""
+    model = tiny_dynamics(prev_frame_input=True, residual_output=True, residual_reference=reference)
+    with torch.no_grad():
+        model.final.linear.weight.zero_()
+        model.final.linear.bias.zero_()
+    objective = ObjectiveConfig(prediction="x0")
+    cfg = SamplingConfig(steps=2, context_level=0.3)
+    made = rollout(model, cfg, objective=objective)
+    last = prompt_inputs(model)[0][:, -1:]
+    if reference == "clean":
+        torch.testing.assert_close(made, last.expand_as(made))
+    else:
+        assert (made - last).abs().mean() > 0.1
+        assert (made[:, 1:] - made[:, :-1]).abs().mean() > 0.1
+
+
+def test_clean_reference_refuses_frames_sampled_together():
+    model = tiny_dynamics(residual_output=True, residual_reference="clean")
+    cfg = SamplingConfig(steps=2, scheduling="pyramid", chunk=3)
+    with pytest.raises(ValueError, match="scheduling=autoregressive"):
+        rollout(model, cfg, objective=ObjectiveConfig(prediction="x0"))
+
+
+def test_action_guidance_mixes_the_prediction_given_and_without_the_action():
+    """One step from pure noise returns the step's clean estimate, so the first frame of a
+    guided rollout is free + w (given - free): linear in w, the unguided frame at w = 1, and
+    at w = 0 the frame the model makes when told no action."""
+    model = tiny_dynamics(null_action=True)
+    objective = ObjectiveConfig(prediction="x0")
+
+    def first(w: float, actions=None) -> torch.Tensor:
+        cfg = SamplingConfig(steps=1, action_guidance=w)
+        return rollout(model, cfg, objective=objective, actions=actions)[:, 0]
+
+    free, given, doubled = first(0.0), first(1.0), first(2.0)
+    assert (given - free).abs().mean() > 1e-3  # the action matters to this model
+    torch.testing.assert_close(doubled, free + 2 * (given - free), atol=1e-5, rtol=1e-5)
+    drawn = prompt_inputs(model)[2]
+    torch.testing.assert_close(first(1.0, torch.full_like(drawn, model.null_action)), free)
+
+
+def test_action_guidance_changes_nothing_for_an_action_blind_model():
+    model = tiny_dynamics(null_action=True)
+    with torch.no_grad():
+        model.action_embed.weight.zero_()
+    objective = ObjectiveConfig(prediction="x0")
+    plain = rollout(model, SamplingConfig(steps=2), objective=objective)
+    guided = rollout(model, SamplingConfig(steps=2, action_guidance=3.0), objective=objective)
+    torch.testing.assert_close(guided, plain, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="null_action"):
+        rollout(tiny_dynamics(), SamplingConfig(steps=2, action_guidance=2.0))
+
+
 @pytest.mark.parametrize("scheduling", ["autoregressive", "chunked"])
 def test_committing_more_frames_than_the_window_at_once(scheduling):
     """A prompt (and chunks) longer than the window are committed at their own frame indices

@@ -125,14 +125,15 @@ class DynamicsModel(nn.Module):
         self.input_embed = PatchEmbed(c, p, d)
         self.prev_embed = None
         if cfg.prev_frame_input:
-            maps = cfg.num_actions + 1 if cfg.prev_frame_per_action else 1
+            maps = cfg.action_rows if cfg.prev_frame_per_action else 1
             self.prev_embed = NeighbourhoodEmbed(c, p, cfg.prev_frame_kernel, d, maps)
         self.register_buffer("pos_embed", sincos_2d(self.grid, d), persistent=False)
         self.noise_embed = NoiseLevelEmbed(d)
-        self.action_embed = nn.Embedding(cfg.num_actions + 1, d)  # last row: clip start
+        # Rows: the actions, the clip start, then the null action (``null_action``).
+        self.action_embed = nn.Embedding(cfg.action_rows, d)
         # Per-token action input: the same vector added to every token of the frame the action
         # leads into, so the first blocks can combine it with what each token holds.
-        self.action_tokens = nn.Embedding(cfg.num_actions + 1, d) if cfg.action_input else None
+        self.action_tokens = nn.Embedding(cfg.action_rows, d) if cfg.action_input else None
         self.ctx_noise_embed = NoiseLevelEmbed(d) if cfg.ctx_noise_embed else None
         rope = self.grid if cfg.spatial_rope else None
         self.blocks = nn.ModuleList(
@@ -150,6 +151,13 @@ class DynamicsModel(nn.Module):
     def start_action(self) -> int:
         """Index standing in for the action leading into the first frame of a clip."""
         return self.cfg.num_actions
+
+    @property
+    def null_action(self) -> int:
+        """Index meaning "no action given" (``null_action`` models only)."""
+        if not self.cfg.null_action:
+            raise ValueError("this model has no null action (model.null_action=false)")
+        return self.cfg.num_actions + 1
 
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.depth, self.cfg.window)
@@ -197,6 +205,7 @@ class DynamicsModel(nn.Module):
         keep_branch: bool = False,
         prev: Tensor | None = None,
         commit_frames: int | None = None,
+        reference: Tensor | None = None,
     ) -> TrunkOutput:
         """Run the trunk and head 1.
 
@@ -209,7 +218,8 @@ class DynamicsModel(nn.Module):
         (None: zeros, as before the first frame of a training clip). ``commit_frames``: commit
         only the call's first frames (None: all), so finished frames can be committed in the
         same call as the first denoising step of the next (causal: the later frames cannot
-        change their keys and values).
+        change their keys and values). ``reference`` (B, T, C, H, W): what ``residual_output``
+        adds head 1's output to (None: each frame's previous input).
         """
         cond = self.condition(tau, actions_in, ctx_tau)
         frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
@@ -221,13 +231,14 @@ class DynamicsModel(nn.Module):
             h = block(h, cond, frames, ring, commit, commit_frames=commit_frames)
             if keep_branch and i + 1 == self.branch_index:
                 branch = h
-        return TrunkOutput(main=self.head_one(h, cond, before), cond=cond, branch=branch)
+        base = before if reference is None else reference
+        return TrunkOutput(main=self.head_one(h, cond, base), cond=cond, branch=branch)
 
-    def head_one(self, h: Tensor, cond: Tensor, before: Tensor) -> Tensor:
+    def head_one(self, h: Tensor, cond: Tensor, base: Tensor) -> Tensor:
         """Head 1 (B, T, C, H, W) from the last block's tokens; with ``residual_output`` added
-        to each frame's previous input ``before`` (B, T, C, H, W)."""
+        to ``base`` (B, T, C, H, W): each frame's previous input, or the caller's reference."""
         main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
-        return main + before.to(main.dtype) if self.cfg.residual_output else main
+        return main + base.to(main.dtype) if self.cfg.residual_output else main
 
     def trunk_teacher_forced(
         self,
@@ -239,6 +250,7 @@ class DynamicsModel(nn.Module):
         *,
         ctx_tau: Tensor | None = None,
         keep_branch: bool = False,
+        reference: Tensor | None = None,
     ) -> TrunkOutput:
         """Every frame of a clip denoised with a clean(-ish) past, in one pass.
 
@@ -268,7 +280,8 @@ class DynamicsModel(nn.Module):
             h = block(h, both, frames, mask=mask)
             if keep_branch and i + 1 == self.branch_index:
                 branch = h[:, t:]
-        return TrunkOutput(main=self.head_one(h[:, t:], cond, before), cond=cond, branch=branch)
+        base = before if reference is None else reference
+        return TrunkOutput(main=self.head_one(h[:, t:], cond, base), cond=cond, branch=branch)
 
     def forward(
         self,
@@ -281,6 +294,7 @@ class DynamicsModel(nn.Module):
         heads: bool = True,
         context: Tensor | None = None,
         context_tau: Tensor | None = None,
+        reference: Tensor | None = None,
     ) -> DynamicsOutput:
         """Training forward over whole clips.
 
@@ -289,7 +303,9 @@ class DynamicsModel(nn.Module):
         frames when the clip carries extra target frames); clean (B, Tf, C, H, W) the clean
         latents, needed by ``frame`` action mode only; ctx_tau (B, T) context noise level.
         With ``context`` (B, T, C, H, W) at ``context_tau`` (B, T), each noisy frame's past is
-        the context stream instead (teacher forcing, ``trunk_teacher_forced``).
+        the context stream instead (teacher forcing, ``trunk_teacher_forced``). ``reference``
+        (B, T, C, H, W): what ``residual_output`` adds head 1's output to (None: each frame's
+        previous input).
         """
         t = x.shape[1]
         actions_in = actions_into_frames(actions[:, :t], self.start_action)
@@ -298,10 +314,19 @@ class DynamicsModel(nn.Module):
             if context_tau is None:
                 raise ValueError("context=... needs context_tau=... (its noise levels)")
             out = self.trunk_teacher_forced(
-                x, tau, context, context_tau, actions_in, ctx_tau=ctx_tau, keep_branch=use_heads
+                x,
+                tau,
+                context,
+                context_tau,
+                actions_in,
+                ctx_tau=ctx_tau,
+                keep_branch=use_heads,
+                reference=reference,
             )
         else:
-            out = self.trunk(x, tau, actions_in, ctx_tau=ctx_tau, keep_branch=use_heads)
+            out = self.trunk(
+                x, tau, actions_in, ctx_tau=ctx_tau, keep_branch=use_heads, reference=reference
+            )
         far = {}
         if use_heads:
             frame_tokens = None

@@ -120,7 +120,8 @@ class MultiFrameHeads(nn.Module):
         d = cfg.width
         self.offsets = heads.far_offsets
         self.frame_mode = heads.action_mode == "frame"
-        self.action_embed = nn.Embedding(cfg.num_actions, d)
+        # With a null action its row follows the clip start's (unused here), as in the trunk.
+        self.action_embed = nn.Embedding(cfg.action_rows if cfg.null_action else cfg.num_actions, d)
         self.head_embed = nn.Embedding(len(self.offsets), d)
         if not self.frame_mode:
             # P(j): place of an extra action within the head's run (makes the sum order-aware).

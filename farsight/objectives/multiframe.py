@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from farsight import diffusion
 from farsight.config import ConfigError
 from farsight.dynamics_config import HeadsConfig, ObjectiveConfig
+from farsight.models.dynamics import previous_frames
 from farsight.models.layers import pool_latents
 from farsight.parallel import all_reduce_sum, is_sharded, local, unwrap
 
@@ -230,8 +231,16 @@ class DenoisingObjective:
                 "model.residual_output outputs clean latents: "
                 f"objective.prediction={c.prediction!r} must be 'x0'"
             )
+        if c.action_dropout and not model_cfg.null_action:
+            raise ConfigError(
+                f"objective.action_dropout={c.action_dropout} needs model.null_action=true "
+                "(the row the dropped actions are replaced by)"
+            )
         heads: HeadsConfig = model_cfg.heads
         clean, actions = batch["latents"], batch["actions"]
+        if c.action_dropout:
+            drop = torch.rand(actions.shape, generator=generator, device=actions.device)
+            actions = actions.masked_fill(drop < c.action_dropout, unwrap(model).null_action)
         valid = batch.get("valid")
         n_in = input_frames(batch, heads.max_offset)
         x0 = clean[:, :n_in]
@@ -249,6 +258,9 @@ class DenoisingObjective:
                 "context": diffusion.add_noise(x0, eps_ctx, levels.context, c.schedule),
                 "context_tau": levels.context,
             }
+        if model_cfg.residual_output and model_cfg.residual_reference == "clean":
+            # Each frame's clean predecessor, as a rollout holds it once that frame is done.
+            stream["reference"] = previous_frames(x0, None)
         out = model(x, tau, actions, clean=clean, ctx_tau=levels.ctx_tau, **stream)
 
         target = diffusion.prediction_target(x0, eps, tau, c.prediction, c.schedule)

@@ -52,6 +52,11 @@ class SamplingConfig:
     """stable: actually noise the context to c (in distribution); false: label it only."""
     dynamic_cap: float = 0.3
     """dynamic: the highest level the context is noised to."""
+    action_guidance: float = 1.0
+    """Classifier-free guidance on the action, w: each step's prediction is
+    free + w (given - free), ``free`` the model told no action (models trained with
+    ``objective.action_dropout``). 1: off (one model call a step); > 1 exaggerates what the
+    action does, at twice the calls."""
     kv_cache: bool = True
     """Keep the context's keys and values in a ring of W frames, computed once per frame; false:
     recompute the last W frames at every denoising step (open-oasis style)."""
@@ -75,6 +80,8 @@ class SamplingConfig:
             raise ConfigError(f"sampling.shift={self.shift} must be > 0")
         if self.context_level is not None and not 0.0 <= self.context_level < 1.0:
             raise ConfigError(f"sampling.context_level={self.context_level} must lie in [0, 1)")
+        if self.action_guidance < 0:
+            raise ConfigError(f"sampling.action_guidance={self.action_guidance} must be >= 0")
         if not 0.0 <= self.dynamic_cap <= 1.0:
             raise ConfigError(f"sampling.dynamic_cap={self.dynamic_cap} must lie in [0, 1]")
         return self

@@ -287,6 +287,23 @@ def truncate_context(state: RolloutState, keep: int) -> None:
 
 
 # -- one model evaluation ---------------------------------------------------------------------
+def clean_reference(model: DynamicsModel) -> bool:
+    """Does the model add head 1's output to the previous frame's clean latent?"""
+    return model.cfg.residual_output and model.cfg.residual_reference == "clean"
+
+
+def _reference(model: DynamicsModel, state: RolloutState, x: Tensor, count: int) -> Tensor | None:
+    """What head 1 adds its output to, for a call of ``count`` context frames then the new
+    frame x (B, 1, C, H, W): the newest committed clean latent (zeros before the first
+    frame, as in training). None: the model's own default (each frame's previous input)."""
+    if not clean_reference(model):
+        return None
+    last = _last(state.clean)
+    last = torch.zeros_like(x[:, 0]) if last is None else last.to(x.dtype)
+    # The context frames' outputs are discarded: zeros stand in for their references.
+    return torch.cat([x.new_zeros((x.shape[0], count, *x.shape[2:])), last.unsqueeze(1)], dim=1)
+
+
 def predict(
     model: DynamicsModel,
     state: RolloutState,
@@ -313,6 +330,7 @@ def predict(
                 cache=state.cache,
                 commit=False,
                 prev=_last(state.inputs),
+                reference=_reference(model, state, x, 0),
             ).main
         # The pending frames lead the call, and only they are committed.
         done, done_actions, before = _pending(state)
@@ -328,6 +346,7 @@ def predict(
             commit=True,
             commit_frames=n,
             prev=before,
+            reference=_reference(model, state, x, n),
         )
         state.pending = 0
         return out.main[:, n:]
@@ -359,6 +378,7 @@ def predict(
         ctx_tau=_ctx_tau(model, full, levels.label),
         start_frame=state.next_frame - count,
         prev=prev,
+        reference=_reference(model, state, x, count),
     )
     return out.main[:, count:]
 
@@ -375,10 +395,12 @@ def sample_chunk(
     sampler: str = "ddim",
     prediction: str = "v",
     schedule: str = "linear",
+    guidance: float = 1.0,
     on_frame: Callable[[int, Tensor], None] | None = None,
 ) -> Tensor:
     """Generate F frames after the committed ones, along ``levels`` (R, F) (row 0 all 1, last
     row all 0, columns non-increasing), with the actions leading into them (B, F).
+    ``guidance`` != 1: classifier-free guidance on the actions (``SamplingConfig``).
 
     Frames are committed as soon as they and all frames before them are clean (so a pyramid's
     finished frames become cached context while later ones are still denoising), and frames
@@ -395,6 +417,13 @@ def sample_chunk(
         raise ValueError("a level matrix must start at 1 (pure noise) and end at 0 (clean)")
     if bool((levels[1:] > levels[:-1]).any()):
         raise ValueError("noise levels must not increase along a frame's column")
+    if frames > 1 and clean_reference(model):
+        raise ValueError(
+            "model.residual_reference='clean' needs each frame's predecessor finished before it "
+            f"starts: sample one frame at a time (sampling.scheduling=autoregressive), not {frames}"
+        )
+    if guidance != 1:
+        free_actions = torch.full_like(actions_in, model.null_action)
     cfg = model.cfg
     device = _device(model)
     x = torch.randn(
@@ -411,9 +440,17 @@ def sample_chunk(
             active = slice(done, end)
 
             def call(xa: Tensor, tau: Tensor, target: float, active=active) -> Tensor:
-                return predict(
+                given = predict(
                     model, state, xa, tau, actions_in[:, active], target, policy, schedule
                 )
+                if guidance == 1:
+                    return given
+                # The same frames told no action; the context keeps its true actions. (The
+                # first call has written any pending keys/values: this one only reads.)
+                free = predict(
+                    model, state, xa, tau, free_actions[:, active], target, policy, schedule
+                )
+                return free + guidance * (given - free)
 
             x[:, active] = denoise_row(
                 call,
@@ -472,6 +509,7 @@ def generate(
                 sampler=cfg.sampler,
                 prediction=prediction,
                 schedule=schedule,
+                guidance=cfg.action_guidance,
                 on_frame=on_frame,
             )
         )
