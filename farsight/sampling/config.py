@@ -86,10 +86,10 @@ class SamplingConfig:
             raise ConfigError(f"sampling.dynamic_cap={self.dynamic_cap} must lie in [0, 1]")
         return self
 
-    def policy(self, default_level: float = 0.02) -> ContextPolicy:
-        """The context policy, with the stable level defaulting to ``default_level`` (pass the
-        objective's context_tau)."""
-        level = default_level if self.context_level is None else self.context_level
+    def policy(self, objective_level: float = 0.02) -> ContextPolicy:
+        """The context policy; its stable context level is ``context_level``, else
+        ``objective_level`` (pass the objective's context_tau)."""
+        level = objective_level if self.context_level is None else self.context_level
         return ContextPolicy(self.context, level, self.context_noise, self.dynamic_cap)
 
 
