@@ -124,7 +124,7 @@ class WorldModelEnv(FarsightEnv):
         self.sampling = (sampling or model_sampling(world_model)).validate()
         if self.sampling.context_level is None:
             self.sampling = dataclasses.replace(
-                self.sampling, context_level=float(self.objective.context_tau)
+                self.sampling, context_level=float(self.objective.context_level)
             )
         cfg = self.model.cfg
         self.device = next(self.model.parameters()).device

@@ -97,7 +97,7 @@ def rollout(
     state = new_state(
         model, torch.Generator().manual_seed(seed), kv_cache=kv_cache, full_history=full_history
     )
-    policy = cfg.policy(objective.context_tau)
+    policy = cfg.policy(objective.context_level)
     prime(model, state, latents, prompt_actions, policy, objective.schedule)
     return generate(
         model,
@@ -106,7 +106,7 @@ def rollout(
         cfg,
         prediction=objective.prediction,
         schedule=objective.schedule,
-        context_tau=objective.context_tau,
+        context_level=objective.context_level,
     )
 
 

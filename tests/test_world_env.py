@@ -117,7 +117,7 @@ def test_controls_and_configure(world_model, store):
     env = make_env(world_model, store)
     check_controls(env.controls)
     assert env.controls["steps"]["value"] == 2
-    assert env.controls["context_level"]["value"] == world_model.objective.context_tau
+    assert env.controls["context_level"]["value"] == world_model.objective.context_level
     with pytest.raises(ValueError, match="unknown control 'temperature'"):
         env.configure(temperature=1.0)
     with pytest.raises(ValueError, match="'context' takes one of"):

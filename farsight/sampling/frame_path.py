@@ -152,7 +152,7 @@ class LatentPath:
         return images_to_frames(self.autoencoder.decode_normalized(inputs)).cpu().numpy()
 
     def policy(self, sampling: SamplingConfig) -> ContextPolicy:
-        return sampling.policy(self.objective.context_tau)
+        return sampling.policy(self.objective.context_level)
 
     def sample_frame(
         self, state: RolloutState, action_in: Tensor, sampling: SamplingConfig
@@ -182,7 +182,7 @@ class LatentPath:
             sampling,
             prediction=self.objective.prediction,
             schedule=self.objective.schedule,
-            context_tau=self.objective.context_tau,
+            context_level=self.objective.context_level,
             on_frame=on_frame,
         )
 
