@@ -447,3 +447,16 @@ def test_residual_output_starts_as_copy_the_last_frame():
         dataclasses.replace(dynamics_tiny(), residual_reference="noisy").validate()
     with pytest.raises(ConfigError, match="residual_output"):
         dataclasses.replace(dynamics_tiny(), residual_output=True, out_channels=3).validate()
+
+
+def test_weights_stored_under_a_renamed_module_load():
+    model = make_model(context_level_embed=True)
+    old = {
+        k.replace("context_level_embed.", "ctx_noise_embed."): v
+        for k, v in model.state_dict().items()
+    }
+    assert any(k.startswith("ctx_noise_embed.") for k in old)
+    fresh = make_model(seed=1, context_level_embed=True)
+    fresh.load_state_dict(old)
+    for name, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name

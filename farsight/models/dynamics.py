@@ -115,6 +115,11 @@ class DynamicsOutput:
     """Far head k: (B, T, C, H / r_k, W / r_k), position t predicting frame t + k - 1."""
 
 
+RENAMED_MODULES = {"ctx_noise_embed.": "context_level_embed."}
+"""Submodules with a new name (old -> new): weights stored under the old name load into the
+new one (``model.*`` keys of ``farsight.config.RENAMED_KEYS`` name the modules they build)."""
+
+
 class DynamicsModel(nn.Module):
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
@@ -147,6 +152,13 @@ class DynamicsModel(nn.Module):
         for table in (self.action_embed, self.action_tokens):
             if table is not None:
                 nn.init.normal_(table.weight, std=cfg.action_embed_std)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # torch's per-module step of load_state_dict: move weights of renamed submodules first.
+        for old, new in RENAMED_MODULES.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def start_action(self) -> int:
