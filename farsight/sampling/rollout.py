@@ -489,7 +489,8 @@ def generate(
 ) -> Tensor:
     """G new frames (B, G, C, H, W) after the committed ones, given the actions leading into
     them (B, G), scheduled and sampled as ``cfg`` says. ``prediction``, ``schedule`` and
-    ``context_level`` come from the model's objective config."""
+    ``context_level`` come from the model's objective config (``cfg.context_level``, when set,
+    takes the place of the last)."""
     cfg.validate()
     policy = cfg.policy(context_level)
     out = []
