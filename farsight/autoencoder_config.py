@@ -83,3 +83,10 @@ class AutoencoderLossConfig:
     """Std of Gaussian noise added to plain continuous latents (decoder robustness)."""
     latent_l2: float = 0.0
     """Penalty on the squared latent (keeps its scale bounded when latent_noise > 0)."""
+    latent_fade: float = 0.0
+    """Share of each batch decoded from faded latents (continuous kind): variation shrunk
+    along ``latent_fade_directions`` random channel directions by random factors, half of them
+    also blended towards a pooled copy, the true frame still the target. The decoder then
+    draws a dynamics model's drifting latents as faded frames instead of coloured noise."""
+    latent_fade_directions: int = 3
+    """Directions per faded latent (at most the latent channels)."""

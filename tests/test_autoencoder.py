@@ -11,7 +11,13 @@ import torch
 from farsight.autoencoder_config import AutoencoderConfig, AutoencoderLossConfig
 from farsight.config import ConfigError
 from farsight.metrics import image_grid, image_metrics
-from farsight.models.autoencoder import Autoencoder, frames_to_images, images_to_frames
+from farsight.models.autoencoder import (
+    Autoencoder,
+    LatentFade,
+    fade_latents,
+    frames_to_images,
+    images_to_frames,
+)
 from farsight.models.fsq import FSQ
 from farsight.objectives.autoencoder import ReconstructionObjective
 
@@ -170,3 +176,50 @@ def test_objective_variants(model_changes, loss_changes, logged):
     assert torch.isfinite(loss) and logged in logs and "psnr" in logs
     loss.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_fade_latents_shrinks_only_along_its_directions():
+    torch.manual_seed(0)
+    z = torch.randn(3, 4, 5, 7)  # odd grid: the pooled copy must still fit
+    basis = torch.linalg.qr(torch.randn(3, 4, 2))[0]
+    untouched = LatentFade(basis, torch.ones(3, 2), torch.zeros(3))
+    torch.testing.assert_close(fade_latents(z, untouched), z)
+    gone = fade_latents(z, LatentFade(basis, torch.zeros(3, 2), torch.zeros(3)))
+    centre = z.mean(dim=(2, 3), keepdim=True)
+    along = torch.einsum("bchw,bck->bkhw", gone - centre, basis)
+    torch.testing.assert_close(along, torch.zeros_like(along), atol=1e-5, rtol=0)
+    # What lies across the directions is kept, and so is each latent's spatial mean.
+    across = (z - centre) - torch.einsum(
+        "bkhw,bck->bchw", torch.einsum("bchw,bck->bkhw", z - centre, basis), basis
+    )
+    torch.testing.assert_close(gone - centre, across, atol=1e-5, rtol=0)
+    torch.testing.assert_close(gone.mean(dim=(2, 3)), z.mean(dim=(2, 3)))
+    full = torch.eye(4).expand(3, 4, 4)
+    flat = fade_latents(z, LatentFade(full, torch.zeros(3, 4), torch.zeros(3)))
+    torch.testing.assert_close(flat, centre.expand_as(z), atol=1e-5, rtol=0)
+    pooled = fade_latents(z, LatentFade(basis, torch.ones(3, 2), torch.ones(3)))
+    assert pooled[..., 0, 0].equal(pooled[..., 1, 1]) and pooled[..., 4, 6].equal(z[..., 4, 6])
+
+
+def test_latent_fade_reaches_the_decoder_of_a_share_of_the_batch():
+    torch.manual_seed(0)
+    model = Autoencoder(TINY)
+    seen = {}
+    model.register_forward_hook(lambda m, args, out: seen.update(args=args, out=out))
+    frames = torch.randint(0, 256, (64, 1, 16, 16, 3), dtype=torch.uint8)
+    objective = ReconstructionObjective(AutoencoderLossConfig(latent_fade=0.5))
+    loss, _ = objective(model, {"frames": frames})
+    fade = seen["args"][2]
+    faded = (fade.keep < 1).any(dim=1)
+    assert 0.3 < faded.float().mean() < 0.7
+    assert (fade.blur[~faded] == 0).all() and (fade.blur[faded] > 0).any()
+    out = seen["out"]
+    changed = (out.latent - out.mean).flatten(1).abs().amax(1) > 1e-6
+    assert changed.equal(faded)
+    loss.backward()
+    assert all(p.grad is not None for p in model.decoder.parameters())
+    fsq = Autoencoder(dataclasses.replace(TINY, kind="fsq", fsq_levels=(5, 5, 5)))
+    with pytest.raises(ConfigError, match="latent_fade"):
+        objective(fsq, {"frames": frames[:2]})
+    with pytest.raises(ConfigError, match="latent_fade"):
+        ReconstructionObjective(AutoencoderLossConfig(latent_fade=1.5))

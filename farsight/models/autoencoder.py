@@ -2,7 +2,8 @@
 
 Two latent kinds share one network:
 - ``continuous`` (diffusion path): the encoder gives a mean (and, for a small-KL VAE, a log
-  variance); the objective supplies any noise (``eps``), the module only applies it.
+  variance); the objective supplies any noise (``eps``) or fade (``LatentFade``), the module
+  only applies it.
 - ``fsq`` (Genie path): the encoder gives a pre-quantization latent with one channel per FSQ
   level; FSQ bounds and rounds it to codes; indices <-> codes both ways.
 
@@ -18,7 +19,7 @@ variance, which is what the latent cache holds and what diffusion models want.
 
 Dimensions (legend):
     B batch, H W frame size, h w latent grid (H / factor), C latent channels,
-    D width of a stage, N = h * w tokens at the bottleneck.
+    D width of a stage, N = h * w tokens at the bottleneck, k faded directions.
     frames  (B, H, W, 3) uint8 (the store's layout)
     images  (B, 3, H, W) float in [-1, 1] (what the network sees)
     latents (B, C, h, w) float
@@ -37,6 +38,38 @@ from torch import Tensor, nn
 
 from farsight.autoencoder_config import AutoencoderConfig
 from farsight.models.fsq import FSQ
+
+
+@dataclass
+class LatentFade:
+    """A fade of each latent, drawn by the objective (see ``fade_latents``)."""
+
+    directions: Tensor
+    """(B, C, k) orthonormal directions in channel space."""
+    keep: Tensor
+    """(B, k) share of the latent's spatial variation along each direction that is kept."""
+    blur: Tensor
+    """(B,) weight of a 2 x 2 average-pooled copy blended in."""
+
+
+def fade_latents(latents: Tensor, fade: LatentFade) -> Tensor:
+    """latents (B, C, h, w) faded: each one's variation about its spatial mean shrunk along
+    ``fade.directions``, then blended towards a 2 x 2 average-pooled copy of itself.
+
+    A dynamics model's rollouts drift to latents like these: they lose some components of the
+    variation (the parts of the next frame it cannot predict average away) and detail, in
+    combinations the encoder never produces. A decoder trained only on encoder outputs may
+    render them as coloured noise; trained on faded latents with the true frame as the target,
+    it renders a faded, blurred frame instead."""
+    h, w = latents.shape[-2:]
+    centre = latents.mean(dim=(2, 3), keepdim=True)
+    dev = rearrange(latents - centre, "b c h w -> b (h w) c")
+    along = dev @ fade.directions  # (B, N, k)
+    dev = dev - (along * (1 - fade.keep).unsqueeze(1)) @ fade.directions.transpose(1, 2)
+    faded = rearrange(dev, "b (h w) c -> b c h w", h=h) + centre
+    pooled = F.interpolate(F.avg_pool2d(faded, 2, ceil_mode=True), size=(h, w), mode="nearest")
+    blur = fade.blur.view(-1, 1, 1, 1).to(faded.dtype)
+    return (1 - blur) * faded + blur * pooled
 
 
 @dataclass
@@ -204,13 +237,16 @@ class Autoencoder(nn.Module):
         """(B, C, h, w) raw latents or FSQ codes -> (B, 3, H, W) images (not clamped)."""
         return self.decoder(latents)
 
-    def forward(self, images: Tensor, eps: Tensor | None = None) -> AutoencoderOutput:
+    def forward(
+        self, images: Tensor, eps: Tensor | None = None, fade: LatentFade | None = None
+    ) -> AutoencoderOutput:
         """Reconstruct. ``eps`` (B, C, h, w), sampled by the objective, perturbs a continuous
-        latent: the VAE uses it as its reparameterisation sample, the plain AE adds it as is."""
+        latent: the VAE uses it as its reparameterisation sample, the plain AE adds it as is;
+        ``fade`` then fades it (``fade_latents``)."""
         mean, logvar = self.encode(images)
         if self.fsq is not None:
-            if eps is not None:
-                raise ValueError("the fsq autoencoder takes no latent noise")
+            if eps is not None or fade is not None:
+                raise ValueError("the fsq autoencoder takes no latent noise or fade")
             latent = self.fsq(mean)
         elif eps is None:
             latent = mean
@@ -218,6 +254,8 @@ class Autoencoder(nn.Module):
             latent = mean + torch.exp(0.5 * logvar) * eps
         else:
             latent = mean + eps
+        if fade is not None:
+            latent = fade_latents(latent, fade)
         return AutoencoderOutput(self.decode(latent), mean, latent, logvar)
 
     # -- the latent cache's view ---------------------------------------------------------------

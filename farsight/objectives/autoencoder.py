@@ -11,7 +11,10 @@ loss that needs no pretrained network (none can be downloaded here: no LPIPS, no
 Latent noise is sampled here, never in the module: for the VAE ``eps`` is its
 reparameterisation sample; for the plain AE it is Gaussian noise of std ``latent_noise``, made
 meaningful by the ``latent_l2`` penalty (without it the encoder would just grow its latents
-until the noise no longer matters). The FSQ kind takes no noise.
+until the noise no longer matters). The FSQ kind takes no noise. ``latent_fade`` draws a
+``LatentFade`` for a share of the batch (random orthonormal channel directions, kept shares,
+a blur weight; the rest untouched), so the decoder also learns to draw the faded latents a
+dynamics model's long rollouts drift to.
 
 Batch: ``frames`` uint8 (B, H, W, 3) or (B, 1, H, W, 3) (single-frame clips).
 Dimension legend: B batch, H W frame, C h w latent.
@@ -24,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from farsight.autoencoder_config import AutoencoderLossConfig
-from farsight.models.autoencoder import frames_to_images
+from farsight.config import ConfigError
+from farsight.models.autoencoder import LatentFade, frames_to_images
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -37,8 +41,29 @@ def image_gradients(images: Tensor) -> tuple[Tensor, Tensor]:
     return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
 
 
+def draw_fade(
+    batch: int, channels: int, directions: int, share: float, device: torch.device
+) -> LatentFade:
+    """A fade for ``share`` of a batch (each sample drawn on its own; the others unchanged):
+    ``directions`` random orthonormal channel directions, each kept by a factor ~ U[0, 1), and
+    for half of the faded samples a blur weight ~ U[0, 1)."""
+    picked = torch.rand(batch, device=device) < share
+    basis = torch.linalg.qr(torch.randn(batch, channels, directions, device=device))[0]
+    keep = torch.rand(batch, directions, device=device)
+    keep = torch.where(picked.unsqueeze(1), keep, torch.ones_like(keep))
+    blurred = picked & (torch.rand(batch, device=device) < 0.5)
+    blur = torch.rand(batch, device=device) * blurred
+    return LatentFade(basis, keep, blur)
+
+
 class ReconstructionObjective:
     def __init__(self, cfg: AutoencoderLossConfig):
+        if not 0.0 <= cfg.latent_fade <= 1.0:
+            raise ConfigError(f"objective.latent_fade={cfg.latent_fade} must lie in [0, 1]")
+        if cfg.latent_fade_directions < 1:
+            raise ConfigError(
+                f"objective.latent_fade_directions={cfg.latent_fade_directions} must be >= 1"
+            )
         self.cfg = cfg
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
@@ -54,7 +79,23 @@ class ReconstructionObjective:
             eps = torch.randn(shape, device=target.device)
             if not ae.cfg.variational:
                 eps = eps * cfg.latent_noise
-        out = model(target, eps)  # through the (possibly DDP-wrapped) forward
+        fade = None
+        if cfg.latent_fade > 0:
+            if ae.cfg.kind != "continuous":
+                raise ConfigError("objective.latent_fade needs model.kind=continuous latents")
+            if cfg.latent_fade_directions > ae.cfg.channels:
+                raise ConfigError(
+                    f"objective.latent_fade_directions={cfg.latent_fade_directions}: the "
+                    f"latent has {ae.cfg.channels} channels"
+                )
+            fade = draw_fade(
+                target.shape[0],
+                ae.cfg.channels,
+                cfg.latent_fade_directions,
+                cfg.latent_fade,
+                target.device,
+            )
+        out = model(target, eps, fade)  # through the (possibly DDP-wrapped) forward
         recon = out.recon.float()
         error = recon - target
         logs: dict[str, Tensor] = {}

@@ -60,7 +60,9 @@ def ae_cpu() -> AutoencoderRunConfig:
         attention=False,
         shortcut=True,
     )
-    cfg.objective = AutoencoderLossConfig(l1=1.0, l2=1.0, gradient=0.5)
+    # Half of each batch decoded from faded latents: a decoder that saw only encoder outputs
+    # drew a dynamics model's drifted latents as coloured noise after ~60 rollout frames.
+    cfg.objective = AutoencoderLossConfig(l1=1.0, l2=1.0, gradient=0.5, latent_fade=0.5)
     # A 20-minute wall-clock budget: the cosine LR ends when the budget does, however busy
     # the shared machine is (steps is only an upper bound here: ~2-5 steps/s on 2 cores).
     cfg.train = TrainConfig(
