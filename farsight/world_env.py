@@ -21,7 +21,8 @@ Prompts (``options["prompt"]``):
 ``options["start"]`` picks the first frame within a store episode (default 0).
 
 Controls (``controls`` / ``configure``, shown on the play page): steps, sampler, shift,
-context (clean / stable / dynamic), context_level, context_noise, dynamic_cap, kv_cache.
+context (clean / stable / dynamic), context_level, context_noise, dynamic_cap, kv_cache, and
+action_guidance for models trained with a null action.
 ``step`` always generates one frame (autoregressive: the actions ahead are unknown);
 ``generate(actions)`` follows ``sampling.scheduling`` when the actions ahead are known.
 

@@ -129,6 +129,16 @@ class LatentPath:
         },
         "kv_cache": {"type": "bool", "label": "KV cache"},
     }
+    GUIDANCE_SPEC: ClassVar[dict] = {
+        "type": "float",
+        "min": 0.0,
+        "max": 4.0,
+        "step": 0.25,
+        "label": "action guidance",
+        "help": "> 1 exaggerates what each key does (two model calls a step); 0: the model "
+        "is not told the key",
+    }
+    """Shown only for models trained with a null action (``model.null_action``)."""
 
     def __init__(self, model: DynamicsModel, autoencoder: Autoencoder, objective: ObjectiveConfig):
         self.model, self.autoencoder, self.objective = model, autoencoder, objective
@@ -166,6 +176,7 @@ class LatentPath:
             sampler=sampling.sampler,
             prediction=self.objective.prediction,
             schedule=self.objective.schedule,
+            guidance=sampling.action_guidance,
         )[:, 0]
 
     def generate(
@@ -191,6 +202,8 @@ class LatentPath:
         # A model trained with a larger context level than the slider's range still shows it.
         level = controls["context_level"]
         level["max"] = max(level["max"], level["value"])
+        if self.model.cfg.null_action:
+            controls["action_guidance"] = {**self.GUIDANCE_SPEC, "value": sampling.action_guidance}
         return controls
 
     @staticmethod
@@ -199,6 +212,11 @@ class LatentPath:
         return (
             f"{s['steps']} {s['sampler']} steps, {s['scheduling']}, context {s['context']}, "
             f"KV cache {s['kv_cache']}"
+            + (
+                f", action guidance {s['action_guidance']:g}"
+                if s.get("action_guidance", 1) != 1
+                else ""
+            )
         )
 
 
