@@ -10,8 +10,8 @@
 store) whose ``actions`` are the chosen ones and whose env metadata names them
 (``action_meanings`` LATENT_0.. or NONE; the recorded names are kept as
 ``true_action_meanings``), so clip loading, validation, checkpoints and the world model env
-work unchanged. Latent labels are computed once per store and kept beside the LAM:
-``LAM_RUN/latent_actions/<store name>.npz``, refused when the store has changed since.
+work unchanged. Latent actions are read from the store's labels by that LAM
+(``farsight label``, ``farsight/action_labels.py``); nothing here labels or writes.
 
 Dimension legend: T frames of an episode.
 """
@@ -22,13 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from farsight.action_labels import read_labels
 from farsight.data.store import EpisodeStore
 from farsight.errors import FarsightError
-from farsight.eval.latent_actions import label_store
-from farsight.io import atomic_write, atomic_write_json, read_json
-from farsight.latents import compare_source, source_record, weights_fingerprint
-from farsight.train.checkpoint import resolve_checkpoint
-from farsight.train.lam import load_lam
 
 ACTION_SOURCES = ("true", "latent", "none")
 
@@ -81,55 +77,18 @@ def no_actions(store) -> RelabelledStore:
     return RelabelledStore(store, labels, ("NONE",), "none")
 
 
-def labels_path(lam: str | Path, frames_store: EpisodeStore) -> Path:
-    run = resolve_checkpoint(lam).resolve().parent
-    return run / "latent_actions" / f"{frames_store.path.resolve().name}.npz"
-
-
-def latent_labels(
-    lam: str | Path, frames_store: EpisodeStore, device="cpu", progress: bool = True
-) -> tuple[dict[int, np.ndarray], int, dict]:
-    """{episode: (T,) latent actions} of every episode of ``frames_store`` (cached beside the
-    LAM), the vocabulary size, and a record of the LAM."""
-    model, cfg, ckpt = load_lam(lam, device)
-    fingerprint = weights_fingerprint(model.state_dict())
-    record = {"lam": str(Path(ckpt["path"]).resolve()), "lam_step": int(ckpt["step"])}
-    path = labels_path(lam, frames_store)
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
-        meta = read_json(meta_path, "latent action labels record")
-        if meta.get("fingerprint") == fingerprint and (
-            compare_source(meta.get("source", {}), frames_store) == "same"
-        ):
-            with np.load(path) as data:
-                labels = {int(k[2:]): data[k] for k in data.files}
-            if len(labels) == frames_store.num_episodes:
-                return labels, cfg.model.num_codes, record
-    if progress:
-        print(f"labelling {frames_store.path} with latent actions of {lam} (once)")
-    labels = label_store(model, frames_store, device=device)
-
-    def write(f):
-        np.savez(f, **{f"ep{e}": v for e, v in labels.items()})
-
-    atomic_write(path, write)
-    atomic_write_json(
-        meta_path, {"fingerprint": fingerprint, "source": source_record(frames_store), **record}
-    )
-    return labels, cfg.model.num_codes, record
-
-
 def relabel(
     store,
     source: str,
     *,
     lam: str | Path = "",
+    lam_step: int | None = None,
     frames_store: EpisodeStore | None = None,
-    device="cpu",
-    progress: bool = True,
 ):
     """``store`` (an episode store or a latent cache's store, aligned with ``frames_store``)
-    with the actions of ``source``; ``true`` returns it as it is (after checking it has some)."""
+    with the actions of ``source``; ``true`` returns it as it is (after checking it has some).
+    ``latent`` reads the labels of ``frames_store`` by ``lam`` (made at ``lam_step`` when
+    given), which ``farsight label`` writes."""
     if source not in ACTION_SOURCES:
         raise ActionSourceError(f"data.actions={source!r}; expected one of true, latent, none")
     if source == "true":
@@ -149,7 +108,7 @@ def relabel(
         raise ActionSourceError(
             f"latent actions are read from frames; {frames_store.path} has none"
         )
-    labels, codes, record = latent_labels(lam, frames_store, device, progress)
+    labels, codes, record = read_labels(frames_store, lam, lam_step)
     if store.num_episodes != len(labels) or any(
         store.episodes[e].length != len(v) for e, v in labels.items()
     ):
@@ -160,11 +119,12 @@ def relabel(
     return RelabelledStore(store, labels, meanings, "latent", {"latent_actions": record})
 
 
-def store_for_model(world_model, store, device="cpu"):
+def store_for_model(world_model, store):
     """``store`` with the actions ``world_model`` was trained on (its metadata says which):
-    true actions as they are; ``none``: all zero; ``latent``: labelled by the model's LAM, so
-    prompts, evaluation (true vs random latent actions, Genie's Delta_t PSNR) and play use the
-    action space the model knows."""
+    true actions as they are; ``none``: all zero; ``latent``: the store's labels by the model's
+    LAM (``farsight label``; refused when missing or made by other LAM weights), so prompts,
+    evaluation (true vs random latent actions, Genie's Delta_t PSNR) and play use the action
+    space the model knows. Reads only: building a world model env writes nothing."""
     meta = world_model.meta or {}
     env = meta.get("env", meta)
     source = env.get("action_source", "true")
@@ -175,4 +135,4 @@ def store_for_model(world_model, store, device="cpu"):
     record = env.get("latent_actions") or {}
     if not record.get("lam"):
         raise ActionSourceError("the model was trained on latent actions but names no LAM")
-    return relabel(store, "latent", lam=record["lam"], device=device, progress=False)
+    return relabel(store, "latent", lam=record["lam"], lam_step=record.get("lam_step"))

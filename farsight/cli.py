@@ -25,6 +25,7 @@ COMMANDS = (
     "bench",
     "train",
     "encode",
+    "label",
     "quickstart",
     "play",
     "rollout",

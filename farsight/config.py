@@ -8,6 +8,7 @@ back into the dataclasses, so the rest of farsight only ever sees typed objects.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -22,6 +23,16 @@ C = TypeVar("C")
 
 class ConfigError(FarsightError):
     """A bad override, recipe name or stored config; the message names the key."""
+
+
+RENAMED_KEYS: dict[str, str] = {
+    "model.ctx_noise_embed": "model.context_level_embed",
+    "objective.context_tau": "objective.context_level",
+    "objective.ctx_noise_max": "objective.context_level_max",
+}
+"""Run config keys that have a new name (old dotted key -> new). A stored config (checkpoint,
+run folder) that has the old key loads into the new one; an override naming it is refused with
+the new name."""
 
 
 def valid_keys(cfg: Any, prefix: str = "") -> list[str]:
@@ -72,7 +83,10 @@ def apply_overrides(cfg: C, overrides: Sequence[str]) -> C:
         merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
         return OmegaConf.to_object(merged)
     except ConfigKeyError as e:
-        raise ConfigError(_unknown_key_message(cfg, str(e.full_key))) from None
+        key = str(e.full_key)
+        if key in RENAMED_KEYS:
+            raise ConfigError(f"{key} was renamed {RENAMED_KEYS[key]}") from None
+        raise ConfigError(_unknown_key_message(cfg, key)) from None
     except ValidationError as e:
         key = str(e.full_key)
         expected = _field_type_name(cfg, key)
@@ -102,10 +116,30 @@ def to_dict(cfg: Any) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
 
+def _with_current_keys(data: dict) -> dict:
+    """``data`` with every key of ``RENAMED_KEYS`` it holds moved to the new name."""
+    data = copy.deepcopy(data)
+    for old, new in RENAMED_KEYS.items():
+        *path, name = old.split(".")
+        node = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or name not in node:
+            continue
+        value = node.pop(name)
+        *path, name = new.split(".")
+        node = data
+        for part in path:
+            node = node.setdefault(part, {})
+        node.setdefault(name, value)
+    return data
+
+
 def from_dict(cls: type[C], data: dict, source: str = "config") -> C:
-    """Rebuild a config dataclass from ``to_dict`` output, checking keys and types."""
+    """Rebuild a config dataclass from ``to_dict`` output, checking keys and types; keys stored
+    under an old name (``RENAMED_KEYS``) load into the new one."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls), data)
+        merged = OmegaConf.merge(OmegaConf.structured(cls), _with_current_keys(data))
         return OmegaConf.to_object(merged)
     except ConfigKeyError as e:
         raise ConfigError(f"{source}: {_unknown_key_message(cls(), str(e.full_key))}") from None

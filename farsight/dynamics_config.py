@@ -168,8 +168,10 @@ class DynamicsConfig:
     """2D rotary position embedding in the spatial attention (on top of the absolute sin/cos
     embedding at the input): attention by relative offset, so an action can choose the
     direction the picture shifts in."""
-    ctx_noise_embed: bool = False
-    """Add emb(tau_ctx) to the per-frame conditioning (for context noise augmentation)."""
+    context_level_embed: bool = False
+    """Add an embedding of the context level (``objective.context_level``) to the per-frame
+    conditioning, so the model knows how far to trust its context (for context noise
+    augmentation, ``objective.context_level_max``)."""
     residual_output: bool = False
     """Head 1 outputs the previous frame's input plus a learned change: "copy the last frame"
     is then what the model says before it has learned anything (the final layer starts at
@@ -281,14 +283,17 @@ class ObjectiveConfig:
     (2 DDIM steps: tau = 1 and 0.5), so samples below the lowest are spent on questions a
     rollout never asks. The model is then for that sampler: more steps (or a shift) ask it
     about levels it never trained on."""
-    context_tau: float = 0.02
-    """next_frame, teacher_forcing: the noise level the clean-ish context is actually noised
-    to and labelled with (DFoT used 0.02)."""
-    ctx_noise_max: float = 0.0
-    """Context noise augmentation (DIAMOND, GameNGen): per clip tau_ctx ~ U[0, max]; 0 = off.
-    next_frame, teacher_forcing: the context (stream) is noised to tau_ctx;
-    diffusion_forcing: every frame is noised to at least tau_ctx. Passed to the model as
-    ctx_tau (used if ctx_noise_embed is on)."""
+    context_level: float = 0.02
+    """The context level: the noise level the context frames (the past a frame is denoised
+    from: a clip's earlier frames in training, the committed frames in a rollout) are noised
+    to and labelled with. next_frame, teacher_forcing train with their clean-ish context at
+    this level (DFoT used 0.02); a stable-context rollout uses it unless
+    ``sampling.context_level`` says otherwise."""
+    context_level_max: float = 0.0
+    """Context noise augmentation (DIAMOND, GameNGen): a context level per clip drawn from
+    U[0, max] in place of ``context_level``; 0 = off. next_frame, teacher_forcing: the
+    context (stream) is noised to it; diffusion_forcing: every frame is noised to at least
+    it. The model embeds it with ``model.context_level_embed``."""
     action_dropout: float = 0.0
     """Share of the actions replaced by the null action (each action drawn on its own), so
     the model also learns the next frame without its action: classifier-free guidance on the
@@ -308,16 +313,16 @@ class ObjectiveConfig:
                 f"objective.tau_min={self.tau_min} needs objective.kind next_frame or "
                 f"teacher_forcing (their context has levels of its own), got {self.kind}"
             )
-        if not 0.0 <= self.context_tau < 1.0 or not 0.0 <= self.ctx_noise_max <= 1.0:
-            raise ConfigError("objective.context_tau and ctx_noise_max must lie in [0, 1)")
+        if not 0.0 <= self.context_level < 1.0 or not 0.0 <= self.context_level_max <= 1.0:
+            raise ConfigError("objective.context_level and context_level_max must lie in [0, 1)")
         if not 0.0 <= self.action_dropout < 1.0:
             raise ConfigError(f"objective.action_dropout={self.action_dropout} must lie in [0, 1)")
         if self.action_dropout and self.kind == "maskgit":
             raise ConfigError("objective.action_dropout: the maskgit objective drops no actions")
         if self.kind == "maskgit" and (not self.fsq_levels or min(self.fsq_levels) < 2):
             raise ConfigError(f"objective.fsq_levels={list(self.fsq_levels)}: maskgit needs them")
-        if self.kind == "full_sequence" and self.ctx_noise_max > 0:
-            raise ConfigError("objective.ctx_noise_max: full_sequence has no context to noise")
+        if self.kind == "full_sequence" and self.context_level_max > 0:
+            raise ConfigError("objective.context_level_max: full_sequence has no context to noise")
 
 
 # --- presets ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ import pytest
 
 from farsight.config import ConfigError, apply_overrides, build_config, from_dict, to_dict
 from farsight.data.recorder import RECORD_RECIPES, RecordConfig
+from farsight.train.recipes.dynamics import DynamicsRunConfig
 
 
 def test_overrides_are_typed_and_nested():
@@ -37,3 +38,23 @@ def test_recipes_and_round_trip():
         RECORD_RECIPES.get("nope")
     with pytest.raises(ConfigError, match="stored.*'frobs'"):
         from_dict(RecordConfig, {"frobs": 1}, source="stored")
+
+
+def test_a_stored_config_with_renamed_keys_loads_into_the_new_fields():
+    stored = to_dict(DynamicsRunConfig())
+    del stored["model"]["context_level_embed"]
+    del stored["objective"]["context_level"], stored["objective"]["context_level_max"]
+    stored["model"]["ctx_noise_embed"] = True
+    stored["objective"].update(context_tau=0.05, ctx_noise_max=0.4)
+    cfg = from_dict(DynamicsRunConfig, stored, source="old run")
+    assert cfg.model.context_level_embed is True
+    assert cfg.objective.context_level == 0.05 and cfg.objective.context_level_max == 0.4
+    assert "context_tau" in stored["objective"]  # the caller's dict is left as it was
+
+
+def test_an_override_with_a_renamed_key_names_the_new_key():
+    msg = "objective.ctx_noise_max was renamed objective.context_level_max"
+    with pytest.raises(ConfigError, match=msg):
+        apply_overrides(DynamicsRunConfig(), ["objective.ctx_noise_max=0.5"])
+    with pytest.raises(ConfigError, match="model.ctx_noise_embed was renamed"):
+        apply_overrides(DynamicsRunConfig(), ["model.ctx_noise_embed=true"])

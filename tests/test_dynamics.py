@@ -354,14 +354,14 @@ def test_teacher_forced_pass_equals_rolling_out_each_frame(inputs):
     x, tau, actions, _ = make_inputs(model)
     g = torch.Generator().manual_seed(5)
     context = torch.randn(x.shape, generator=g)
-    context_tau = torch.full(tau.shape, 0.05)
+    context_levels = torch.full(tau.shape, 0.05)
     ain = actions_into_frames(actions[:, :T], model.start_action)
     with torch.no_grad():
-        both = model.trunk_teacher_forced(x, tau, context, context_tau, ain).main
+        both = model.trunk_teacher_forced(x, tau, context, context_levels, ain).main
         for t in range(T):
             one = model.trunk(
                 torch.cat([context[:, :t], x[:, t : t + 1]], 1),
-                torch.cat([context_tau[:, :t], tau[:, t : t + 1]], 1),
+                torch.cat([context_levels[:, :t], tau[:, t : t + 1]], 1),
                 ain[:, : t + 1],
             ).main[:, -1]
             torch.testing.assert_close(both[:, t], one, atol=5e-5, rtol=1e-4)
@@ -371,21 +371,23 @@ def test_teacher_forced_frame_sees_only_the_past_context_and_itself():
     model = make_model(prev_frame_input=True, action_input=True)
     x, tau, actions, _ = make_inputs(model)
     context = torch.randn_like(x)
-    context_tau = torch.zeros_like(tau)
+    context_levels = torch.zeros_like(tau)
     with torch.no_grad():
-        base = model(x, tau, actions, context=context, context_tau=context_tau, heads=False)
+        base = model(x, tau, actions, context=context, context_levels=context_levels, heads=False)
         cut = 3
         c2 = context.clone()
         c2[:, cut:] += 1.0  # context frames >= cut: visible to noisy frames > cut only
         changed = _changed(
-            model(x, tau, actions, context=c2, context_tau=context_tau, heads=False).main,
+            model(x, tau, actions, context=c2, context_levels=context_levels, heads=False).main,
             base.main,
         )
         assert changed.tolist() == [False] * (cut + 1) + [True] * (T - cut - 1)
         x2 = x.clone()
         x2[:, cut] += 1.0  # noisy frame cut: seen by itself only
         changed = _changed(
-            model(x2, tau, actions, context=context, context_tau=context_tau, heads=False).main,
+            model(
+                x2, tau, actions, context=context, context_levels=context_levels, heads=False
+            ).main,
             base.main,
         )
         assert changed.tolist() == [t == cut for t in range(T)]
@@ -445,3 +447,16 @@ def test_residual_output_starts_as_copy_the_last_frame():
         dataclasses.replace(dynamics_tiny(), residual_reference="noisy").validate()
     with pytest.raises(ConfigError, match="residual_output"):
         dataclasses.replace(dynamics_tiny(), residual_output=True, out_channels=3).validate()
+
+
+def test_weights_stored_under_a_renamed_module_load():
+    model = make_model(context_level_embed=True)
+    old = {
+        k.replace("context_level_embed.", "ctx_noise_embed."): v
+        for k, v in model.state_dict().items()
+    }
+    assert any(k.startswith("ctx_noise_embed.") for k in old)
+    fresh = make_model(seed=1, context_level_embed=True)
+    fresh.load_state_dict(old)
+    for name, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name

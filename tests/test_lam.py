@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from farsight.config import ConfigError
-from farsight.eval.latent_actions import (
+from farsight.lam_config import LAMConfig
+from farsight.latent_actions import (
     agreement,
     chance_nmi,
     contingency,
     normalized_mutual_information,
 )
-from farsight.lam_config import LAMConfig
 from farsight.models.lam import LatentActionModel
 from farsight.objectives.lam import LAMObjective, code_usage
 

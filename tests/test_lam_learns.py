@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from farsight.data.store import EpisodeStore, StoreWriter
-from farsight.eval.latent_actions import code_usage_stats, latent_usage, usage_line
 from farsight.lam_config import LAMConfig
+from farsight.latent_actions import code_usage_stats, latent_usage, usage_line
 from farsight.models.lam import LatentActionModel
 from farsight.train.lam import (
     PICTURE,

@@ -104,7 +104,7 @@ def _levels(kind: str, **cfg):
 
 def test_diffusion_forcing_draws_a_level_per_frame():
     lv = _levels("diffusion_forcing")
-    assert lv.tau.shape == (64, 8) and lv.main_mask.all() and lv.ctx_tau is None
+    assert lv.tau.shape == (64, 8) and lv.main_mask.all() and lv.context_level is None
     assert (lv.tau.std(dim=1) > 0.05).all()  # frames of one clip differ
     assert abs(lv.tau.mean().item() - 0.5) < 0.05
 
@@ -116,18 +116,18 @@ def test_full_sequence_draws_one_level_per_clip():
 
 
 def test_next_frame_keeps_context_clean_ish_and_trains_the_last_frame():
-    lv = _levels("next_frame", context_tau=0.02)
+    lv = _levels("next_frame", context_level=0.02)
     assert (lv.tau[:, :-1] == 0.02).all() and lv.tau[:, -1].std() > 0.1
     assert lv.main_mask[:, -1].all() and not lv.main_mask[:, :-1].any()
 
 
 def test_context_noise_augmentation():
-    lv = _levels("next_frame", ctx_noise_max=0.3)
-    ctx = lv.ctx_tau
+    lv = _levels("next_frame", context_level_max=0.3)
+    ctx = lv.context_level
     assert (ctx == ctx[:, :1]).all() and (ctx <= 0.3).all() and ctx.std() > 0.01
     assert (lv.tau[:, :-1] == ctx[:, :-1]).all()
-    lv = _levels("diffusion_forcing", ctx_noise_max=0.3)
-    assert (lv.tau >= lv.ctx_tau).all() and (lv.tau == lv.ctx_tau).any()
+    lv = _levels("diffusion_forcing", context_level_max=0.3)
+    assert (lv.tau >= lv.context_level).all() and (lv.tau == lv.context_level).any()
 
 
 @pytest.mark.parametrize("sampling", ["uniform", "logit_normal"])
@@ -146,7 +146,7 @@ def test_bad_objective_configs_raise():
     with pytest.raises(ConfigError, match="objective.kind"):
         make_objective(ObjectiveConfig(kind="score_matching"))
     with pytest.raises(ConfigError, match="full_sequence"):
-        make_objective(ObjectiveConfig(kind="full_sequence", ctx_noise_max=0.1))
+        make_objective(ObjectiveConfig(kind="full_sequence", context_level_max=0.1))
     with pytest.raises(ConfigError, match="prediction"):
         make_objective(ObjectiveConfig(prediction="eps"))
     with pytest.raises(ConfigError, match="next_frame"):
@@ -177,12 +177,12 @@ def test_each_objective_trains_a_step(kind, variant):
 
 
 def test_context_noise_level_reaches_the_model():
-    model = tiny_model(ctx_noise_embed=True)
+    model = tiny_model(context_level_embed=True)
     batch = make_batch(model)
-    objective = make_objective(ObjectiveConfig(kind="next_frame", ctx_noise_max=0.5))
+    objective = make_objective(ObjectiveConfig(kind="next_frame", context_level_max=0.5))
     loss, _ = objective(model, batch)
     loss.backward()
-    assert model.ctx_noise_embed.mlp[0].weight.grad is not None
+    assert model.context_level_embed.mlp[0].weight.grad is not None
 
 
 def test_same_seed_same_loss():

@@ -13,7 +13,7 @@ from farsight.train.rollout_context import with_generated_context
 
 T, EXTRA = 4, 2
 SAMPLING = SamplingConfig(steps=2, context_level=0.1)
-KW = dict(prediction="v", schedule="linear", context_tau=0.02)
+KW = dict(prediction="v", schedule="linear", context_level=0.02)
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_generated_frames_are_the_models_rollout(model_and_batch):
     state = rollout.new_state(model, torch.Generator().manual_seed(seed))
     clips = batch["latents"][picks]
     actions_in = actions_into_frames(batch["actions"][picks], model.start_action)
-    policy = SAMPLING.policy(KW["context_tau"])
+    policy = SAMPLING.policy(KW["context_level"])
     rollout.prime(model, state, clips[:, :prompt], actions_in[:, :prompt], policy)
     expect = rollout.generate(model, state, actions_in[:, prompt : T - 1], SAMPLING, **KW)
     assert torch.allclose(out["latents"][picks, prompt : T - 1], expect)

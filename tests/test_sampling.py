@@ -97,7 +97,7 @@ def rollout(
     state = new_state(
         model, torch.Generator().manual_seed(seed), kv_cache=kv_cache, full_history=full_history
     )
-    policy = cfg.policy(objective.context_tau)
+    policy = cfg.policy(objective.context_level)
     prime(model, state, latents, prompt_actions, policy, objective.schedule)
     return generate(
         model,
@@ -106,7 +106,7 @@ def rollout(
         cfg,
         prediction=objective.prediction,
         schedule=objective.schedule,
-        context_tau=objective.context_tau,
+        context_level=objective.context_level,
     )
 
 
@@ -153,8 +153,9 @@ def test_chunk_levels_and_plans():
 # -- context policies -----------------------------------------------------------------------
 def test_context_policies_map_target_level_to_context_levels():
     assert ContextPolicy("clean")(0.9) == ContextLevels(0.0, 0.0)
-    assert ContextPolicy("stable", level=0.02)(0.9) == ContextLevels(0.02, 0.02)
-    assert ContextPolicy("stable", level=0.02, noised=False)(0.9) == ContextLevels(0.02, 0.0)
+    assert ContextPolicy("stable", context_level=0.02)(0.9) == ContextLevels(0.02, 0.02)
+    label_only = ContextPolicy("stable", context_level=0.02, noised=False)
+    assert label_only(0.9) == ContextLevels(0.02, 0.0)
     dynamic = ContextPolicy("dynamic", cap=0.3)
     assert dynamic(0.9) == ContextLevels(0.3, 0.3)
     assert dynamic(0.1) == ContextLevels(0.1, 0.1)
@@ -168,8 +169,8 @@ def test_sampling_config_errors_name_the_key():
         SamplingConfig(sampler="rk4").validate()
     with pytest.raises(ConfigError, match="sampling.steps=0"):
         SamplingConfig(steps=0).validate()
-    assert SamplingConfig().policy(0.05).level == 0.05
-    assert SamplingConfig(context_level=0.01).policy(0.05).level == 0.01
+    assert SamplingConfig().policy(0.05).context_level == 0.05
+    assert SamplingConfig(context_level=0.01).policy(0.05).context_level == 0.01
 
 
 # -- samplers -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 
 import imageio.v2 as imageio
 import numpy as np
@@ -12,7 +13,7 @@ from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.envs.controls import PlayableEnv, check_controls
 from farsight.sampling import SamplingConfig
 from farsight.world_env import WorldModelEnv
-from tests.test_sampling import tiny_world_model
+from tests.test_sampling import tiny_dynamics, tiny_world_model
 
 SIZE = 32  # ae_tiny: 32x32 frames -> 8x8x4 latents
 
@@ -117,7 +118,7 @@ def test_controls_and_configure(world_model, store):
     env = make_env(world_model, store)
     check_controls(env.controls)
     assert env.controls["steps"]["value"] == 2
-    assert env.controls["context_level"]["value"] == world_model.objective.context_tau
+    assert env.controls["context_level"]["value"] == world_model.objective.context_level
     with pytest.raises(ValueError, match="unknown control 'temperature'"):
         env.configure(temperature=1.0)
     with pytest.raises(ValueError, match="'context' takes one of"):
@@ -135,6 +136,25 @@ def test_controls_and_configure(world_model, store):
         assert frame.shape == (SIZE, SIZE, 3)
         assert all(env.controls[k]["value"] == v for k, v in settings.items())
     assert env.state.cache is not None and env.state.cache_levels == (0.0, 0.0)
+
+
+def test_action_guidance_is_a_control_of_models_with_a_null_action(world_model, store):
+    """Only a model trained with a null action offers the scale; stepping honours it as
+    ``generate`` does."""
+    assert "action_guidance" not in make_env(world_model, store).controls
+    guided = copy.copy(world_model)
+    guided.dynamics = tiny_dynamics(num_actions=5, null_action=True)
+    env = make_env(guided, store)
+    check_controls(env.controls)
+    assert env.controls["action_guidance"]["value"] == 1.0
+    env.reset(seed=5, options={"prompt": 0})
+    plain = np.stack([env.step(a)[0] for a in (1, 2)])
+    env.configure(action_guidance=3.0)
+    env.reset(seed=5, options={"prompt": 0})
+    stepped = np.stack([env.step(a)[0] for a in (1, 2)])
+    env.reset(seed=5, options={"prompt": 0})
+    assert np.array_equal(env.generate([1, 2]), stepped)
+    assert not np.array_equal(plain, stepped)
 
 
 @pytest.mark.parametrize("scheduling", ["autoregressive", "chunked", "pyramid", "full_sequence"])

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                 SamplingConfig(steps=1),
                 prediction=objective.prediction,
                 schedule=objective.schedule,
-                context_tau=objective.context_tau,
+                context_level=objective.context_level,
             )
 
     def interleaved(envs: dict[str, WorldModelEnv], count: int, warmup: int = 2) -> dict:

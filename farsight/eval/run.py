@@ -72,6 +72,7 @@ from farsight.eval.report import (
 )
 from farsight.io import atomic_write, atomic_write_json
 from farsight.sampling.config import SamplingConfig, model_sampling
+from farsight.sampling.frame_path import path_class
 from farsight.world_env import WorldModelEnv
 from farsight.world_model import load_world_model
 
@@ -421,14 +422,7 @@ def sampling_text(meta: dict[str, Any]) -> str:
     s = meta.get("sampling") or {}
     if not s:
         return "-"
-    if meta.get("objective") == "maskgit":  # MaskGIT decoding reads steps and temperature only
-        return (
-            f"{s['steps']} MaskGIT steps, temperature {s['temperature']}, KV cache {s['kv_cache']}"
-        )
-    return (
-        f"{s['steps']} {s['sampler']} steps, {s['scheduling']}, context {s['context']}, "
-        f"KV cache {s['kv_cache']}"
-    )
+    return path_class(meta.get("objective", "")).describe(s)
 
 
 def strip_horizons(horizon: int) -> list[int]:

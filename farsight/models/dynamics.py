@@ -6,10 +6,11 @@ runs spatial attention (within a frame), temporal attention (per spatial positio
 frames t-W+1 .. t, RoPE on absolute frame indices) and an MLP, all modulated (adaLN-Zero) by the
 per-frame conditioning
 
-    c_t = emb(tau_t) + emb(a_{t-1})  [+ emb(tau_ctx_t) when ctx_noise_embed is on]
+    c_t = emb(tau_t) + emb(a_{t-1})  [+ emb(ctx_t) with context_level_embed]
 
-with a learned start embedding in place of a_{-1}. Position t therefore sees frames <= t
-only, frame t itself at noise level tau_t.
+with a learned start embedding in place of a_{-1}, and ctx_t the context level (see
+``ObjectiveConfig.context_level``). Position t therefore sees frames <= t only, frame t itself
+at noise level tau_t.
 
 With ``prev_frame_input`` each frame's tokens also embed the previous frame's input latent
 (as the model is shown it: noisy, or context-noised in a rollout; zeros before the first
@@ -114,6 +115,11 @@ class DynamicsOutput:
     """Far head k: (B, T, C, H / r_k, W / r_k), position t predicting frame t + k - 1."""
 
 
+RENAMED_MODULES = {"ctx_noise_embed.": "context_level_embed."}
+"""Submodules with a new name (old -> new): weights stored under the old name load into the
+new one (``model.*`` keys of ``farsight.config.RENAMED_KEYS`` name the modules they build)."""
+
+
 class DynamicsModel(nn.Module):
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
@@ -134,7 +140,7 @@ class DynamicsModel(nn.Module):
         # Per-token action input: the same vector added to every token of the frame the action
         # leads into, so the first blocks can combine it with what each token holds.
         self.action_tokens = nn.Embedding(cfg.action_rows, d) if cfg.action_input else None
-        self.ctx_noise_embed = NoiseLevelEmbed(d) if cfg.ctx_noise_embed else None
+        self.context_level_embed = NoiseLevelEmbed(d) if cfg.context_level_embed else None
         rope = self.grid if cfg.spatial_rope else None
         self.blocks = nn.ModuleList(
             SpaceTimeBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.window, cfg.qk_norm, rope)
@@ -146,6 +152,13 @@ class DynamicsModel(nn.Module):
         for table in (self.action_embed, self.action_tokens):
             if table is not None:
                 nn.init.normal_(table.weight, std=cfg.action_embed_std)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # torch's per-module step of load_state_dict: move weights of renamed submodules first.
+        for old, new in RENAMED_MODULES.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def start_action(self) -> int:
@@ -184,12 +197,13 @@ class DynamicsModel(nn.Module):
             tokens = tokens + self.action_tokens(actions_in).unsqueeze(2).to(tokens.dtype)
         return tokens + self.pos_embed.to(tokens.dtype)
 
-    def condition(self, tau: Tensor, actions_in: Tensor, ctx_tau: Tensor | None) -> Tensor:
+    def condition(self, tau: Tensor, actions_in: Tensor, context_level: Tensor | None) -> Tensor:
         """c_t (B, T, D) from tau (B, T), the actions leading into the frames (B, T), and
-        optionally the context noise level (B, T)."""
+        the context level (B, T) for ``context_level_embed`` (None: 0)."""
         cond = self.noise_embed(tau) + self.action_embed(actions_in)
-        if self.ctx_noise_embed is not None:
-            cond = cond + self.ctx_noise_embed(tau.new_zeros(()) if ctx_tau is None else ctx_tau)
+        if self.context_level_embed is not None:
+            level = tau.new_zeros(()) if context_level is None else context_level
+            cond = cond + self.context_level_embed(level)
         return cond
 
     def trunk(
@@ -198,7 +212,7 @@ class DynamicsModel(nn.Module):
         tau: Tensor,
         actions_in: Tensor,
         *,
-        ctx_tau: Tensor | None = None,
+        context_level: Tensor | None = None,
         start_frame: int = 0,
         cache: KVCache | None = None,
         commit: bool = False,
@@ -211,7 +225,8 @@ class DynamicsModel(nn.Module):
 
         x (B, T, C, H, W) frames ``start_frame .. start_frame + T - 1`` at noise levels tau
         (B, T); actions_in (B, T): the action leading into each frame (``start_action`` for
-        the first frame of an episode or clip). With ``cache``, the frames also attend to the
+        the first frame of an episode or clip); context_level (B, T): the context level, embedded
+        with ``context_level_embed`` (None: 0). With ``cache``, the frames also attend to the
         cache's committed earlier frames, and are committed to it only if ``commit`` (pass it
         once a frame is final, not on every denoising step). ``prev`` (B, C, H, W): the input
         of frame ``start_frame - 1`` as it was shown to the model, for ``prev_frame_input``
@@ -221,7 +236,7 @@ class DynamicsModel(nn.Module):
         change their keys and values). ``reference`` (B, T, C, H, W): what ``residual_output``
         adds head 1's output to (None: each frame's previous input).
         """
-        cond = self.condition(tau, actions_in, ctx_tau)
+        cond = self.condition(tau, actions_in, context_level)
         frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
         before = previous_frames(x, prev)
         h = self.embed(x, before=before, actions_in=actions_in)
@@ -245,24 +260,26 @@ class DynamicsModel(nn.Module):
         x: Tensor,
         tau: Tensor,
         context: Tensor,
-        context_tau: Tensor,
+        context_levels: Tensor,
         actions_in: Tensor,
         *,
-        ctx_tau: Tensor | None = None,
+        context_level: Tensor | None = None,
         keep_branch: bool = False,
         reference: Tensor | None = None,
     ) -> TrunkOutput:
         """Every frame of a clip denoised with a clean(-ish) past, in one pass.
 
         x (B, T, C, H, W) noisy frames at tau (B, T); context (B, T, C, H, W) the same frames
-        as a rollout would have committed them, at context_tau (B, T). The trunk runs both
+        as a rollout would have committed them, each at its level in context_levels (B, T),
+        which is also what the context stream's conditioning embeds as tau; context_level
+        (B, T) as in ``trunk``, for both streams. The trunk runs both
         streams side by side (``two_stream_mask``): noisy frame t sees context frames < t and
         itself, so its output equals ``trunk`` on context frames 0..t-1 followed by x_t (a
         test checks this). Head 1 and the branch are those of the noisy stream.
         """
         t = x.shape[1]
-        cond_ctx = self.condition(context_tau, actions_in, ctx_tau)
-        cond = self.condition(tau, actions_in, ctx_tau)
+        cond_ctx = self.condition(context_levels, actions_in, context_level)
+        cond = self.condition(tau, actions_in, context_level)
         before = previous_frames(context, None)
         h = torch.cat(
             [
@@ -290,10 +307,10 @@ class DynamicsModel(nn.Module):
         actions: Tensor,
         *,
         clean: Tensor | None = None,
-        ctx_tau: Tensor | None = None,
+        context_level: Tensor | None = None,
         heads: bool = True,
         context: Tensor | None = None,
-        context_tau: Tensor | None = None,
+        context_levels: Tensor | None = None,
         reference: Tensor | None = None,
     ) -> DynamicsOutput:
         """Training forward over whole clips.
@@ -301,8 +318,9 @@ class DynamicsModel(nn.Module):
         x (B, T, C, H, W) noisy input frames, tau (B, T); actions (B, Ta >= T) with a_t taken
         after frame t (the far heads read a_t .. a_{t+k-2}, so Ta reaches past the input
         frames when the clip carries extra target frames); clean (B, Tf, C, H, W) the clean
-        latents, needed by ``frame`` action mode only; ctx_tau (B, T) context noise level.
-        With ``context`` (B, T, C, H, W) at ``context_tau`` (B, T), each noisy frame's past is
+        latents, needed by ``frame`` action mode only; context_level (B, T) the context level
+        for ``context_level_embed`` (None: 0). With ``context`` (B, T, C, H, W) at
+        ``context_levels`` (B, T), each noisy frame's past is
         the context stream instead (teacher forcing, ``trunk_teacher_forced``). ``reference``
         (B, T, C, H, W): what ``residual_output`` adds head 1's output to (None: each frame's
         previous input).
@@ -311,21 +329,26 @@ class DynamicsModel(nn.Module):
         actions_in = actions_into_frames(actions[:, :t], self.start_action)
         use_heads = heads and self.heads is not None
         if context is not None:
-            if context_tau is None:
-                raise ValueError("context=... needs context_tau=... (its noise levels)")
+            if context_levels is None:
+                raise ValueError("context=... needs context_levels=... (its noise levels)")
             out = self.trunk_teacher_forced(
                 x,
                 tau,
                 context,
-                context_tau,
+                context_levels,
                 actions_in,
-                ctx_tau=ctx_tau,
+                context_level=context_level,
                 keep_branch=use_heads,
                 reference=reference,
             )
         else:
             out = self.trunk(
-                x, tau, actions_in, ctx_tau=ctx_tau, keep_branch=use_heads, reference=reference
+                x,
+                tau,
+                actions_in,
+                context_level=context_level,
+                keep_branch=use_heads,
+                reference=reference,
             )
         far = {}
         if use_heads:
@@ -348,7 +371,7 @@ class DynamicsModel(nn.Module):
             self.noise_embed,
             self.action_embed,
             self.action_tokens,
-            self.ctx_noise_embed,
+            self.context_level_embed,
         ]
         shared += list(self.blocks[: self.branch_index])
         return [p for m in shared if m is not None for p in m.parameters()]

@@ -1,7 +1,8 @@
 """Training objectives: ``loss, logs = objective(model, batch)``.
 
-The dynamics objectives differ only in how they pick noise levels; they share the head losses
-in ``multiframe.py``. Build one from its config with ``make_objective``.
+The diffusion objectives differ only in how they pick noise levels; they share the head losses
+in ``multiframe.py``. MaskGIT trains the same backbone on FSQ tokens. All of them are an
+``Objective`` (``objective.py``); build one from its config with ``make_objective``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from farsight.objectives.full_sequence import FullSequenceDiffusion
 from farsight.objectives.maskgit import MaskGIT
 from farsight.objectives.multiframe import DenoisingObjective
 from farsight.objectives.next_frame import NextFrameDiffusion
+from farsight.objectives.objective import Objective
 from farsight.objectives.teacher_forcing import TeacherForcedDiffusion
 
 DYNAMICS_OBJECTIVES: dict[str, type[DenoisingObjective]] = {
@@ -23,7 +25,7 @@ DYNAMICS_OBJECTIVES: dict[str, type[DenoisingObjective]] = {
 TOKEN_OBJECTIVES: dict[str, type[MaskGIT]] = {MaskGIT.kind: MaskGIT}
 
 
-def make_objective(cfg: ObjectiveConfig) -> DenoisingObjective | MaskGIT:
+def make_objective(cfg: ObjectiveConfig) -> Objective:
     if cfg.kind in TOKEN_OBJECTIVES:
         return TOKEN_OBJECTIVES[cfg.kind](cfg)
     if cfg.kind not in DYNAMICS_OBJECTIVES:

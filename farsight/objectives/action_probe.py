@@ -51,10 +51,10 @@ def action_probe(
     levels[:, -1] = tau
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x = diffusion.add_noise(x0, eps, levels, cfg.schedule)
-    ctx_tau = torch.zeros_like(levels) if plain.cfg.ctx_noise_embed else None
+    context_level = torch.zeros_like(levels) if plain.cfg.context_level_embed else None
 
     def estimate(acts: Tensor) -> Tensor:
-        out = plain(x, levels, acts, ctx_tau=ctx_tau, heads=False)
+        out = plain(x, levels, acts, context_level=context_level, heads=False)
         return diffusion.predicted_x0(out.main.float(), x, levels, cfg.prediction, cfg.schedule)
 
     # a_{n_in - 2} leads into the last input frame; its replacement is another action, drawn

@@ -145,9 +145,10 @@ class NoiseLevels:
     """(B, T) noise level of every input frame."""
     main_mask: Tensor
     """(B, T) bool: positions where head 1's denoising loss is taken."""
-    ctx_tau: Tensor | None = None
-    """(B, T) context noise level (context noise augmentation), or None."""
-    context: Tensor | None = None
+    context_level: Tensor | None = None
+    """(B, T) the clip's context level drawn by context noise augmentation (the model embeds
+    it), or None."""
+    context_levels: Tensor | None = None
     """(B, T) noise levels of a separate context stream (teacher forcing: the clean clip
     noised to these levels is every noisy frame's past), or None: the past is the noisy
     input itself."""
@@ -208,12 +209,14 @@ class DenoisingObjective:
         )
         return tau if c.tau_min == 0 else c.tau_min + (1 - c.tau_min) * tau
 
-    def sample_ctx_tau(self, batch_size: int, frames: int, device, generator) -> Tensor | None:
-        """Context noise augmentation: one level per clip, U[0, ctx_noise_max), or None."""
-        if self.cfg.ctx_noise_max <= 0:
+    def sample_context_level(
+        self, batch_size: int, frames: int, device, generator
+    ) -> Tensor | None:
+        """Context noise augmentation: one level per clip, U[0, context_level_max), or None."""
+        if self.cfg.context_level_max <= 0:
             return None
         level = torch.rand((batch_size, 1), generator=generator, device=device)
-        return (level * self.cfg.ctx_noise_max).expand(-1, frames)
+        return (level * self.cfg.context_level_max).expand(-1, frames)
 
     def __call__(
         self, model: nn.Module, batch: dict, generator: torch.Generator | None = None
@@ -252,16 +255,16 @@ class DenoisingObjective:
         x = diffusion.add_noise(x0, eps, tau, c.schedule)
 
         stream = {}
-        if levels.context is not None:
+        if levels.context_levels is not None:
             eps_ctx = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
             stream = {
-                "context": diffusion.add_noise(x0, eps_ctx, levels.context, c.schedule),
-                "context_tau": levels.context,
+                "context": diffusion.add_noise(x0, eps_ctx, levels.context_levels, c.schedule),
+                "context_levels": levels.context_levels,
             }
         if model_cfg.residual_output and model_cfg.residual_reference == "clean":
             # Each frame's clean predecessor, as a rollout holds it once that frame is done.
             stream["reference"] = previous_frames(x0, None)
-        out = model(x, tau, actions, clean=clean, ctx_tau=levels.ctx_tau, **stream)
+        out = model(x, tau, actions, clean=clean, context_level=levels.context_level, **stream)
 
         target = diffusion.prediction_target(x0, eps, tau, c.prediction, c.schedule)
         weight = diffusion.loss_weight(

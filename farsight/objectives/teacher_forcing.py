@@ -10,9 +10,10 @@ rollout's committed frames are, and a noisy stream with an independent tau per f
 frame t attends to context frames < t and to itself. Every frame is then trained exactly as it
 is sampled, at twice the tokens of one pass.
 
-The context is noised to ``context_tau`` and labelled with it; with context noise
-augmentation (``ctx_noise_max`` > 0) to a per-clip tau_ctx instead (GameNGen, DIAMOND), also
-passed to the model as ctx_tau. Far heads train at every position of the noisy stream.
+The context is noised to ``context_level`` and labelled with it; with context noise
+augmentation (``context_level_max`` > 0) to a context level drawn per clip instead (GameNGen,
+DIAMOND), also passed to the model as ``context_level``. Far heads train at every position of
+the noisy stream.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ class TeacherForcedDiffusion(DenoisingObjective):
 
     def noise_levels(self, batch_size, frames, device, generator) -> NoiseLevels:
         tau = self.sample_tau((batch_size, frames), device, generator)
-        ctx_tau = self.sample_ctx_tau(batch_size, frames, device, generator)
-        if ctx_tau is not None:
-            context = ctx_tau
+        context_level = self.sample_context_level(batch_size, frames, device, generator)
+        if context_level is not None:
+            context = context_level
         else:
-            context = torch.full((batch_size, frames), self.cfg.context_tau, device=device)
+            context = torch.full((batch_size, frames), self.cfg.context_level, device=device)
         main_mask = torch.ones(batch_size, frames, dtype=torch.bool, device=device)
-        return NoiseLevels(tau, main_mask, ctx_tau, context=context)
+        return NoiseLevels(tau, main_mask, context_level, context_levels=context)

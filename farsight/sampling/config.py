@@ -47,7 +47,7 @@ class SamplingConfig:
     """clean, stable (labelled and optionally noised at ``context_level``) or dynamic (noised
     to min(target level, ``dynamic_cap``) at every step; recomputes the window every step)."""
     context_level: float | None = None
-    """stable: the context level c; None: the objective's context_tau (0.02 by default)."""
+    """stable: the context level c; None: the objective's context_level (0.02 by default)."""
     context_noise: bool = True
     """stable: actually noise the context to c (in distribution); false: label it only."""
     dynamic_cap: float = 0.3
@@ -86,10 +86,10 @@ class SamplingConfig:
             raise ConfigError(f"sampling.dynamic_cap={self.dynamic_cap} must lie in [0, 1]")
         return self
 
-    def policy(self, default_level: float = 0.02) -> ContextPolicy:
-        """The context policy, with the stable level defaulting to ``default_level`` (pass the
-        objective's context_tau)."""
-        level = default_level if self.context_level is None else self.context_level
+    def policy(self, objective_level: float = 0.02) -> ContextPolicy:
+        """The context policy; its stable context level is ``context_level``, else
+        ``objective_level`` (pass the objective's ``context_level``)."""
+        level = objective_level if self.context_level is None else self.context_level
         return ContextPolicy(self.context, level, self.context_noise, self.dynamic_cap)
 
 

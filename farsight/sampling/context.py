@@ -41,8 +41,8 @@ def clean_context(target: float) -> ContextLevels:
     return ContextLevels(0.0, 0.0)
 
 
-def stable_context(target: float, level: float, noised: bool = True) -> ContextLevels:
-    return ContextLevels(level, level if noised else 0.0)
+def stable_context(target: float, context_level: float, noised: bool = True) -> ContextLevels:
+    return ContextLevels(context_level, context_level if noised else 0.0)
 
 
 def dynamic_context(target: float, cap: float) -> ContextLevels:
@@ -55,10 +55,10 @@ class ContextPolicy:
     """A context policy with its parameters bound; ``policy(target) -> ContextLevels``."""
 
     kind: str = "stable"
-    level: float = 0.02
+    context_level: float = 0.02
     """stable: the label (and noise) level c."""
     noised: bool = True
-    """stable: actually noise the context to ``level`` (False: label only)."""
+    """stable: actually noise the context to ``context_level`` (False: label only)."""
     cap: float = 0.3
     """dynamic: the highest level the context is noised to."""
 
@@ -67,8 +67,8 @@ class ContextPolicy:
             raise ValueError(
                 f"context={self.kind!r}; expected one of {', '.join(CONTEXT_POLICIES)}"
             )
-        if not 0.0 <= self.level < 1.0:
-            raise ValueError(f"context level={self.level} must lie in [0, 1)")
+        if not 0.0 <= self.context_level < 1.0:
+            raise ValueError(f"context level={self.context_level} must lie in [0, 1)")
         if not 0.0 <= self.cap <= 1.0:
             raise ValueError(f"dynamic cap={self.cap} must lie in [0, 1]")
 
@@ -76,7 +76,7 @@ class ContextPolicy:
         if self.kind == "clean":
             return clean_context(target)
         if self.kind == "stable":
-            return stable_context(target, self.level, self.noised)
+            return stable_context(target, self.context_level, self.noised)
         return dynamic_context(target, self.cap)
 
     @property

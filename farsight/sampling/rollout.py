@@ -126,9 +126,9 @@ def noised(latents: Tensor, level: float, generator: torch.Generator, schedule: 
     return diffusion.add_noise(latents, _noise_like(latents, generator), tau, schedule)
 
 
-def _ctx_tau(model: DynamicsModel, like: Tensor, label: float) -> Tensor | None:
-    """Context level per frame (B, T) for models with the context-noise embedding."""
-    if not model.cfg.ctx_noise_embed:
+def _context_level(model: DynamicsModel, like: Tensor, label: float) -> Tensor | None:
+    """The context level ``label`` per frame (B, T) for models with ``context_level_embed``."""
+    if not model.cfg.context_level_embed:
         return None
     return like.new_full(like.shape[:2], label)
 
@@ -188,7 +188,7 @@ def _write(
         x,
         x.new_full(x.shape[:2], levels.label),
         actions_in,
-        ctx_tau=_ctx_tau(model, x, levels.label),
+        context_level=_context_level(model, x, levels.label),
         start_frame=state.next_frame - x.shape[1],
         cache=state.cache,
         commit=True,
@@ -325,7 +325,7 @@ def predict(
                 x,
                 tau,
                 actions_in,
-                ctx_tau=_ctx_tau(model, x, levels.label),
+                context_level=_context_level(model, x, levels.label),
                 start_frame=state.next_frame,
                 cache=state.cache,
                 commit=False,
@@ -340,7 +340,7 @@ def predict(
             full,
             torch.cat([tau.new_full(done.shape[:2], levels.label), tau], dim=1),
             torch.cat([done_actions, actions_in], dim=1),
-            ctx_tau=_ctx_tau(model, full, levels.label),
+            context_level=_context_level(model, full, levels.label),
             start_frame=state.next_frame - n,
             cache=state.cache,
             commit=True,
@@ -375,7 +375,7 @@ def predict(
         full,
         torch.cat([labels, tau], dim=1),
         torch.cat([past_actions, actions_in], dim=1),
-        ctx_tau=_ctx_tau(model, full, levels.label),
+        context_level=_context_level(model, full, levels.label),
         start_frame=state.next_frame - count,
         prev=prev,
         reference=_reference(model, state, x, count),
@@ -484,14 +484,15 @@ def generate(
     *,
     prediction: str = "v",
     schedule: str = "linear",
-    context_tau: float = 0.02,
+    context_level: float = 0.02,
     on_frame: Callable[[int, Tensor], None] | None = None,
 ) -> Tensor:
     """G new frames (B, G, C, H, W) after the committed ones, given the actions leading into
     them (B, G), scheduled and sampled as ``cfg`` says. ``prediction``, ``schedule`` and
-    ``context_tau`` come from the model's objective config."""
+    ``context_level`` come from the model's objective config (``cfg.context_level``, when set,
+    takes the place of the last)."""
     cfg.validate()
-    policy = cfg.policy(context_tau)
+    policy = cfg.policy(context_level)
     out = []
     start = 0
     limit_context = cfg.chunk_context and cfg.scheduling in ("chunked", "pyramid")
@@ -553,7 +554,7 @@ def far_head_predictions(
         ctx,
         tau,
         actions_in,
-        ctx_tau=_ctx_tau(model, ctx, levels.label),
+        context_level=_context_level(model, ctx, levels.label),
         start_frame=state.next_frame - count,
         keep_branch=True,
     )

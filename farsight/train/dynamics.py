@@ -28,7 +28,13 @@ from farsight.models.dynamics import DynamicsModel
 from farsight.parallel import DistInfo, parallelize, setup, teardown
 from farsight.train.autoencoder import load_autoencoder
 from farsight.train.data import step_batches
-from farsight.train.dynamics_data import fit_to_cache, open_latents, run_actions, val_batch
+from farsight.train.dynamics_data import (
+    fit_to_cache,
+    label_run_store,
+    open_latents,
+    run_actions,
+    val_batch,
+)
 from farsight.train.dynamics_objective import TrainObjective
 from farsight.train.dynamics_validation import DynamicsValidation
 from farsight.train.loop import TrainResult, seed_everything
@@ -67,12 +73,12 @@ class DynamicsTrainer(Trainer):
                 f"train.log_every={cfg.train.log_every} (only logged steps are recorded)"
             )
         if info.is_main:
-            cache = open_latents(cfg, build=True)
-            run_actions(cfg, cache.store, progress)  # latent labels: made once, by rank 0
+            open_latents(cfg, build=True)  # the cache and the latent action labels: made
+            label_run_store(cfg, progress)  # once, by rank 0
         if info.distributed:
-            torch.distributed.barrier()  # the other ranks wait for rank 0's cache
+            torch.distributed.barrier()  # the other ranks wait for rank 0's cache and labels
         cache = open_latents(cfg, build=False)
-        cache.store = run_actions(cfg, cache.store, progress=False)
+        cache.store = run_actions(cfg, cache.store)
         fit_to_cache(cfg, cache.info)
         cfg.model.latent_size = tuple(cache.info.grid)
         cfg.model.num_actions = len(cache.store.meta["env"]["action_meanings"])

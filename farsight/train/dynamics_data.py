@@ -2,7 +2,8 @@
 latent geometry the model takes from it.
 
 The store is encoded once into a latent cache (``RUN_OF_AE/latents/<store>-<path hash>`` unless
-``data.cache`` names one; built here if missing), so training never runs the encoder.
+``data.cache`` names one; built here if missing), so training never runs the encoder; a run on
+latent actions labels the store once with its LAM the same way (``farsight/action_labels.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from farsight.action_labels import label_actions
 from farsight.action_source import relabel
 from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
 from farsight.latents import LatentCache, build_cache, default_cache_path, open_cache
 from farsight.models.tokens import input_channels, output_channels
+from farsight.objectives import TOKEN_OBJECTIVES
 from farsight.train.recipes.dynamics import DynamicsRunConfig
 
 
@@ -45,20 +48,25 @@ def val_batch(cache, cfg: DynamicsRunConfig, extra: int) -> dict:
     raise UsageError(f"latent cache {cache.path} has no clip of {cfg.data.clip_len + extra} frames")
 
 
-def run_actions(cfg: DynamicsRunConfig, store, progress: bool = True):
+def label_run_store(cfg: DynamicsRunConfig, progress: bool = True) -> None:
+    """A run on latent actions: its store's labels by ``data.lam``, made if missing or stale
+    (as a missing latent cache is encoded), before ``run_actions`` reads them."""
+    if cfg.data.actions == "latent" and cfg.data.lam:
+        label_actions(cfg.data.lam, EpisodeStore(cfg.data.path, verify="size"), progress=progress)
+
+
+def run_actions(cfg: DynamicsRunConfig, store):
     """``store`` (frames or latent cache) with the run's actions (``data.actions``)."""
     frames = None
     if cfg.data.actions == "latent":
         frames = EpisodeStore(cfg.data.path, verify="size")
-    return relabel(
-        store, cfg.data.actions, lam=cfg.data.lam, frames_store=frames, progress=progress
-    )
+    return relabel(store, cfg.data.actions, lam=cfg.data.lam, frames_store=frames)
 
 
 def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:
     """Latent geometry from the cache: continuous latents for diffusion, FSQ tokens (code
     values + a mask flag in, per-channel level logits out) for MaskGIT."""
-    token_path = cfg.objective.kind == "maskgit"
+    token_path = cfg.objective.kind in TOKEN_OBJECTIVES
     wanted = "fsq" if token_path else "continuous"
     if info.kind != wanted:
         raise UsageError(

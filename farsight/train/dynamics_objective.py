@@ -25,7 +25,7 @@ def own_context(model: nn.Module, batch: dict, cfg: DynamicsRunConfig) -> dict:
         cfg.data.clip_len,
         prediction=cfg.objective.prediction,
         schedule=cfg.objective.schedule,
-        context_tau=cfg.objective.context_tau,
+        context_level=cfg.objective.context_level,
     )
 
 

@@ -11,6 +11,7 @@ from farsight.data.store import EpisodeStore
 from farsight.models.autoencoder import Autoencoder
 from farsight.objectives import make_objective
 from farsight.objectives.action_probe import action_probe
+from farsight.objectives.multiframe import DenoisingObjective
 from farsight.rollout_video import write_rollout_video
 from farsight.train.dynamics_data import run_actions
 from farsight.train.loop import ValContext
@@ -31,7 +32,7 @@ class DynamicsValidation:
         terms = self.objective.terms(ctx.ema, batch, generator)
         metrics = {f"loss_{k}": float(v) for k, v in terms.values.items()}
         metrics["loss_total"] = float(terms.total())
-        if self.cfg.objective.kind != "maskgit":
+        if isinstance(self.objective, DenoisingObjective):  # the probe scores a denoiser
             probe = action_probe(ctx.ema, batch, self.cfg.objective, generator)
             metrics.update({k.replace("/", "_"): v for k, v in probe.items()})
         if self.cfg.data.sample_frames > 0:
@@ -47,7 +48,7 @@ class DynamicsValidation:
             meta=self.meta,
             context_frames=self.cfg.data.clip_len,
         )
-        store = run_actions(self.cfg, EpisodeStore(self.cfg.data.path, verify="size"), False)
+        store = run_actions(self.cfg, EpisodeStore(self.cfg.data.path, verify="size"))
         split = "val" if store.split_episodes("val") else "train"
         path = ctx.run_dir / "samples" / f"rollout_step{ctx.step:07d}.mp4"
         write_rollout_video(

@@ -30,8 +30,8 @@ from farsight.config import from_dict
 from farsight.data.loader import ClipDataset
 from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
-from farsight.eval.latent_actions import latent_action_agreement, latent_usage, usage_line
 from farsight.io import atomic_write, atomic_write_json
+from farsight.latent_actions import latent_action_agreement, latent_usage, usage_line
 from farsight.metrics import image_grid
 from farsight.models.autoencoder import images_to_frames
 from farsight.models.lam import LatentActionModel

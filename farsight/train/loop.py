@@ -53,7 +53,9 @@ from farsight.train.config import TrainConfig
 from farsight.train.ema import EMA
 from farsight.train.schedule import lr_factor, make_optimizer, set_lr
 
-Objective = Callable[[nn.Module, Any], tuple[Tensor, dict[str, Any]]]
+ObjectiveFn = Callable[[nn.Module, Any], tuple[Tensor, dict[str, Any]]]
+"""(model, batch) -> (loss, logs): what the loop trains with (a reconstruction, LAM or dynamics
+objective)."""
 Batches = Callable[[int], Iterator[Any]]
 """start step -> an iterator of the batches for steps start, start + 1, ..."""
 METRICS_NAME = "metrics.jsonl"
@@ -153,7 +155,7 @@ def _parse_json_line(line: str) -> dict | None:
 
 def train(
     model: nn.Module,
-    objective: Objective,
+    objective: ObjectiveFn,
     batches: Batches,
     cfg: TrainConfig,
     *,

@@ -34,7 +34,7 @@ from farsight.io import atomic_write_json
 from farsight.parallel import DistInfo
 from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from farsight.train.config import TrainConfig
-from farsight.train.loop import Batches, Objective, TrainResult, Validate, train
+from farsight.train.loop import Batches, ObjectiveFn, TrainResult, Validate, train
 
 
 @dataclass
@@ -42,7 +42,7 @@ class RunParts:
     """What a trainer builds for one run; ``run_training`` hands it to the loop."""
 
     model: nn.Module
-    objective: Objective
+    objective: ObjectiveFn
     batches: Batches
     validate: Validate | None
     summary: str

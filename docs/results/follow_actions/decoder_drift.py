@@ -36,7 +36,7 @@ steps = int(sys.argv[4]) if len(sys.argv) > 4 else 600
 wm = load_world_model(run)
 ae, model, objective = wm.autoencoder, wm.dynamics, wm.objective
 cache = LatentCache(cache_path)
-level = objective.context_level if hasattr(objective, "context_level") else objective.context_tau
+level = objective.context_level
 
 P, H = 8, 128
 clips = cache.clips(P + H, 0, 1, split="test")
@@ -57,7 +57,7 @@ made = rollout.generate(
     sampling,
     prediction=objective.prediction,
     schedule=objective.schedule,
-    **{"context_level" if hasattr(objective, "context_level") else "context_tau": level},
+    context_level=level,
 ).clone()
 truth = latents[:, P:].clone()
 

@@ -35,7 +35,7 @@ for name, over in variants:
     cfg = dataclasses.replace(base, **over)
     g = torch.Generator().manual_seed(0)
     st = R.new_state(m, g)
-    pol = cfg.policy(wm.objective.context_tau)
+    pol = cfg.policy(wm.objective.context_level)
     R.prime(m, st, lat[:, :P], ain[:, :P], pol, wm.objective.schedule)
     x = R.generate(
         m,
@@ -44,7 +44,7 @@ for name, over in variants:
         cfg,
         prediction=wm.objective.prediction,
         schedule=wm.objective.schedule,
-        context_tau=wm.objective.context_tau,
+        context_level=wm.objective.context_level,
     )
     truth = lat[:, P : P + H]
     copy = lat[:, P - 1 : P]

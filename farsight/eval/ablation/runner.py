@@ -31,6 +31,7 @@ from farsight.eval.metrics import MetricRow
 from farsight.eval.run import evaluate, write_eval
 from farsight.eval.variants import get_variant
 from farsight.io import atomic_write_json
+from farsight.objectives import TOKEN_OBJECTIVES
 from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from farsight.train.dynamics import train_dynamics
 from farsight.world_model import load_world_model
@@ -100,7 +101,7 @@ def run_grid(
     cfgs = [run_config(spec, v, seeds[0]) for v in variants]
     for cfg in cfgs:  # a bad override or edit fails here, not after hours of training
         cfg.model.heads.validate()
-    if any(cfg.objective.kind == "maskgit" for cfg in cfgs):
+    if any(cfg.objective.kind in TOKEN_OBJECTIVES for cfg in cfgs):
         check_token_autoencoder(spec.token_autoencoder)
     train_fn = train_fn or train_dynamics
     store = EpisodeStore(spec.data, verify="size")

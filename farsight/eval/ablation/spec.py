@@ -12,6 +12,7 @@ from farsight.errors import UsageError
 from farsight.eval.run import DONE_FILE, EvalConfig
 from farsight.eval.variants import get_variant
 from farsight.io import atomic_write_json, read_json
+from farsight.objectives import TOKEN_OBJECTIVES
 from farsight.train.checkpoint import load_checkpoint
 from farsight.train.recipes.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig
 
@@ -63,7 +64,7 @@ def run_config(spec: AblateSpec, variant: str, seed: int) -> DynamicsRunConfig:
     cfg = apply_overrides(DYNAMICS_RECIPES.get(spec.recipe), list(spec.overrides))
     cfg.data.path, cfg.data.autoencoder = spec.data, spec.autoencoder
     get_variant(variant)(cfg)
-    if cfg.objective.kind == "maskgit":
+    if cfg.objective.kind in TOKEN_OBJECTIVES:
         if not spec.token_autoencoder:
             raise UsageError(
                 f"variant {variant} trains MaskGIT on FSQ tokens: give --token-autoencoder "

@@ -138,13 +138,13 @@ def dyn_quickstart() -> DynamicsRunConfig:
     Its rollouts sample with 2 DDIM steps and the context noised to 0.1 (0.3 measured worse:
     Delta-PSNR at h=4 0.64 against 0.90 dB)."""
     cfg = DynamicsRunConfig(model=follows_actions(dynamics_quickstart()))
-    cfg.model.ctx_noise_embed = True
+    cfg.model.context_level_embed = True
     cfg.model.residual_output = True
     cfg.data.clip_len = 8
     cfg.objective.kind = "next_frame"
     cfg.objective.prediction = "x0"
     cfg.objective.tau_min = 0.5
-    cfg.objective.ctx_noise_max = 0.5
+    cfg.objective.context_level_max = 0.5
     cfg.rollout_context.fraction = 0.5
     cfg.sampling = SamplingConfig(steps=2, context_level=0.1)
     cfg.train = TrainConfig(
