@@ -12,8 +12,8 @@ import sys
 import numpy as np
 
 from farsight.data.store import EpisodeStore
-from farsight.eval.latent_actions import contingency, infer_episode
-from farsight.eval.latent_actions import normalized_mutual_information as nmi
+from farsight.latent_actions import contingency, infer_episode
+from farsight.latent_actions import normalized_mutual_information as nmi
 from farsight.train.lam import load_lam
 
 
