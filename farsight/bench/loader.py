@@ -19,6 +19,7 @@ import numpy as np
 from farsight.bench import Row
 from farsight.data.recorder import RecordConfig, record
 from farsight.data.store import EpisodeStore, StoreWriter
+from farsight.dynamics_config import ObjectiveConfig, dynamics_quickstart
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,7 +68,6 @@ def step_seconds(args, num_actions: int) -> list[float]:
     # torch, imported when the benchmark runs: `farsight bench loader --help` imports this module.
     import torch
 
-    from farsight.dynamics_config import ObjectiveConfig, dynamics_quickstart
     from farsight.models.dynamics import DynamicsModel
     from farsight.objectives import make_objective
 

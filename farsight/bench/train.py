@@ -14,6 +14,8 @@ import statistics
 import time
 
 from farsight.bench import Row
+from farsight.dynamics_config import DYNAMICS_SIZES, HEADS_PRESETS
+from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -123,9 +125,7 @@ def run(args: argparse.Namespace) -> list:
     # torch, imported when the benchmark runs: `farsight bench train --help` imports this module.
     import torch
 
-    from farsight.dynamics_config import DYNAMICS_SIZES, HEADS_PRESETS
     from farsight.precision import resolve_device, resolve_precision
-    from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
     if args.threads:
         torch.set_num_threads(args.threads)

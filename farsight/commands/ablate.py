@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from farsight.commands.rollout import set_threads
 from farsight.errors import UsageError
 
 HELP = "train + evaluate variants x seeds at equal steps, resumable; writes a report"
@@ -82,7 +83,6 @@ def dynamics_recipes() -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     # Imported when the command runs: cli imports every command module at startup.
-    from farsight.commands.rollout import set_threads
     from farsight.eval.ablation import AblateSpec, run_grid, write_ablation_report
     from farsight.eval.run import EvalConfig
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from farsight.commands.rollout import set_threads
 from farsight.errors import UsageError
 
 HELP = (
@@ -54,7 +55,6 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 def run(args: argparse.Namespace) -> int:
     # Imported when the command runs: cli imports every command module at startup.
-    from farsight.commands.rollout import set_threads
     from farsight.eval.run import EvalConfig, eval_checkpoint
     from farsight.precision import resolve_device
     from farsight.sampling.config import sampling_from_args, sampling_overrides

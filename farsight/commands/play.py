@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from farsight.commands.rollout import set_threads
 from farsight.errors import UsageError
 
 HELP = "play an environment (--env) or a trained world model (--ckpt) live in the browser"
@@ -79,7 +80,6 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
     random held-out episode per reset) or, without it, from a fresh real env of the recorded
     kind."""
     # Imported when the command runs: cli imports every command module at startup.
-    from farsight.commands.rollout import set_threads
     from farsight.precision import resolve_device
     from farsight.sampling.config import model_sampling, sampling_from_args
     from farsight.world_env import WorldModelEnv
