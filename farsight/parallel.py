@@ -95,6 +95,7 @@ def parallelize(model: nn.Module, cfg: ParallelConfig, info: DistInfo) -> nn.Mod
 def shard(model: nn.Module) -> nn.Module:
     """FSDP2: each element of each ModuleList (the transformer blocks, the far heads) is its
     own unit, gathered just before it runs and freed after; the root holds the rest."""
+    # lazy: slow to import (see the note above STRATEGIES)
     from torch.distributed.fsdp import fully_shard
 
     # Innermost first (a far head's own blocks before the head): a parameter is sharded once.
@@ -107,6 +108,7 @@ def shard(model: nn.Module) -> nn.Module:
 
 
 def is_sharded(model: nn.Module) -> bool:
+    # lazy: slow to import (see the note above STRATEGIES)
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)
@@ -121,6 +123,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def local(t: Tensor) -> Tensor:
     """This rank's part of a (possibly) sharded tensor."""
+    # lazy: slow to import (see the note above STRATEGIES)
     from torch.distributed.tensor import DTensor
 
     return t.to_local() if isinstance(t, DTensor) else t
@@ -128,6 +131,7 @@ def local(t: Tensor) -> Tensor:
 
 def full_tensor(t: Tensor) -> Tensor:
     """The whole of a (possibly) sharded tensor (a collective for a DTensor)."""
+    # lazy: slow to import (see the note above STRATEGIES)
     from torch.distributed.tensor import DTensor
 
     return t.full_tensor() if isinstance(t, DTensor) else t
@@ -141,6 +145,7 @@ def all_reduce_sum(t: Tensor) -> Tensor:
 
 
 def _full_options():
+    # lazy: slow to import (see the note above STRATEGIES)
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     return StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -151,6 +156,7 @@ def model_state(model: nn.Module) -> dict:
     gets the gathered tensors on the CPU, the other ranks an empty dict."""
     if not is_sharded(model):
         return model.state_dict()
+    # lazy: slow to import (see the note above STRATEGIES)
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     return get_model_state_dict(model, options=_full_options())
@@ -158,6 +164,7 @@ def model_state(model: nn.Module) -> dict:
 
 def gather_values(model: nn.Module, values: list[Tensor]) -> list[Tensor]:
     """Full tensors from per-rank shards laid out like ``model``'s parameters (collective)."""
+    # lazy: slow to import (see the note above STRATEGIES)
     from torch.distributed.tensor import DTensor
 
     out = []
@@ -177,6 +184,7 @@ def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     both into either kind of model."""
     if not is_sharded(model):
         return optimizer.state_dict()
+    # lazy: slow to import (see the note above STRATEGIES)
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
     return get_optimizer_state_dict(model, optimizer, options=_full_options())
@@ -197,6 +205,7 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
     for group, saved in zip(optimizer.param_groups, state["param_groups"], strict=True):
         for key, value in saved.items():
             group.setdefault(key, value)
+    # lazy: slow to import (see the note above STRATEGIES)
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     set_optimizer_state_dict(

@@ -236,3 +236,99 @@ def test_checker_finds_a_back_arrow_and_a_cycle(tmp_path):
         "farsight.data.store (data) imports farsight.train.loop (training)"
     ]
     assert cycles(fake) == [["farsight.data.store", "farsight.train.loop"]]
+
+
+# A function-level import is one inside a function or class body (``if TYPE_CHECKING:`` blocks
+# excluded, as they never run). Each must say why it is not at the module's top: a comment
+# holding "lazy:" on one of the import's own lines, or in the comment lines directly above the
+# block of consecutive imports it belongs to.
+LAZY_MARK = "lazy:"
+
+
+def function_level_imports(tree: ast.AST) -> list[list[ast.Import | ast.ImportFrom]]:
+    """The blocks (runs of consecutive import statements in one body) inside functions or
+    classes, in source order."""
+    blocks: list[list[ast.Import | ast.ImportFrom]] = []
+
+    def visit(node: ast.AST, nested: bool) -> None:
+        inner = nested or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            statements = getattr(node, field, None)
+            if not isinstance(statements, list):
+                continue
+            block: list[ast.Import | ast.ImportFrom] = []
+            for child in statements:
+                if isinstance(child, ast.Import | ast.ImportFrom):
+                    block.append(child)
+                    continue
+                if block and inner:
+                    blocks.append(block)
+                block = []
+                if isinstance(child, ast.If) and is_type_checking(child):
+                    for other in child.orelse:
+                        visit(other, inner)
+                    continue
+                visit(child, inner)
+            if block and inner:
+                blocks.append(block)
+
+    visit(tree, False)
+    return sorted(blocks, key=lambda b: b[0].lineno)
+
+
+def unexplained_lazy_imports(source: str, name: str = "<module>") -> list[str]:
+    """``name:line`` of each function-level import that carries no "lazy:" comment."""
+    lines = source.splitlines()
+
+    def comment(line: str) -> str:
+        return line[line.index("#") :] if "#" in line else ""
+
+    found = []
+    for block in function_level_imports(ast.parse(source)):
+        above = []
+        row = block[0].lineno - 2
+        while row >= 0 and lines[row].lstrip().startswith("#"):
+            above.append(lines[row])
+            row -= 1
+        block_marked = any(LAZY_MARK in line for line in above)
+        for node in block:
+            own = lines[node.lineno - 1 : (node.end_lineno or node.lineno)]
+            if not block_marked and not any(LAZY_MARK in comment(line) for line in own):
+                found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_every_function_level_import_says_why_it_is_lazy():
+    """Imports belong at the module's top; one inside a function must say why it waits
+    (keeping a light command light, an optional dependency, a slow import)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found += unexplained_lazy_imports(path.read_text(), str(path.relative_to(PACKAGE.parent)))
+    assert found == []
+
+
+def test_checker_finds_an_unexplained_lazy_import():
+    source = (
+        "import os\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    import json\n"
+        "def a():\n"
+        "    import json\n"  # 6: no reason
+        "    return json\n"
+        "def b():\n"
+        "    # lazy: optional dependency\n"
+        "    import json\n"
+        "    from os import path\n"
+        "    return json, path\n"
+        "def c():\n"
+        "    import json  # lazy: slow to import\n"
+        "    import csv\n"  # 15: the mark on the line above belongs to one import only
+        "    return json, csv\n"
+        "class D:\n"
+        "    def e(self):\n"
+        "        if os:\n"
+        "            import csv\n"  # 20: nested blocks count too
+        "            return csv\n"
+    )
+    assert unexplained_lazy_imports(source) == ["<module>:6", "<module>:15", "<module>:20"]

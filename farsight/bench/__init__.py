@@ -45,7 +45,7 @@ def median_rate(
 
 
 def machine() -> dict:
-    # Imported when a result is saved: registering `farsight bench env` needs no torch.
+    # lazy: imported when a result is saved: registering `farsight bench env` needs no torch.
     import torch
 
     cpu = platform.processor() or platform.machine()

@@ -38,7 +38,7 @@ def env_rate(env_id: str, size: int, steps: int, repeats: int) -> float:
 
 
 def run(args: argparse.Namespace) -> list:
-    # torch, imported when the benchmark runs: `farsight bench env --help` imports this module.
+    # lazy: torch, when the benchmark runs; `farsight bench env --help` imports this module.
     import torch
 
     torch.set_num_threads(1)

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def loader_rate(store, args, workers: int, key: str) -> list[float]:
-    # torch, imported when the benchmark runs: `farsight bench loader --help` imports this module.
+    # lazy: torch, when the benchmark runs; `farsight bench loader --help` imports this module.
     from farsight.data.loader import ClipDataset, make_loader
 
     ds = ClipDataset(store, args.clip_len, extra=args.extra, split="train")
@@ -65,7 +65,7 @@ def latent_store(path, frames_store) -> None:
 
 def step_seconds(args, num_actions: int) -> list[float]:
     """Seconds per training step of the quickstart dynamics model on one batch of clips."""
-    # torch, imported when the benchmark runs: `farsight bench loader --help` imports this module.
+    # lazy: torch, when the benchmark runs; `farsight bench loader --help` imports this module.
     import torch
 
     from farsight.models.dynamics import DynamicsModel

@@ -84,7 +84,7 @@ def resident_bytes() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
-        import resource  # Unix only: imported where the Linux path is unavailable
+        import resource  # lazy: Unix only, needed only where the Linux path is unavailable
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> float:
-    # torch, imported when the benchmark runs: `farsight bench train --help` imports this module.
+    # lazy: torch, when the benchmark runs; `farsight bench train --help` imports this module.
     import torch
 
     a = torch.randn(n, n, device=device, dtype=dtype)
@@ -52,6 +52,7 @@ def attention_times(cfg, args, device, dtype, repeats: int = 10) -> tuple[float,
     """Seconds for one spatial attention forward and backward over a batch of frames at the
     recipe's shape (B * T frames of N tokens), with torch's kernel in ``dtype`` and through
     ``farsight.models.layers.attend`` (which attends bf16 inputs in fp32 on a CPU)."""
+    # lazy: torch, when the benchmark runs; `farsight bench train --help` imports this module.
     import torch
     import torch.nn.functional as F
 
@@ -77,7 +78,7 @@ def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, 
     """Seconds per training step, FLOPs per step, tokens per step. A recipe that trains on
     its own rollouts (``rollout_context``) generates those contexts inside the timed step, as
     its training does."""
-    # torch, imported when the benchmark runs: `farsight bench train --help` imports this module.
+    # lazy: torch, when the benchmark runs; `farsight bench train --help` imports this module.
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -122,7 +123,7 @@ def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, 
 
 
 def run(args: argparse.Namespace) -> list:
-    # torch, imported when the benchmark runs: `farsight bench train --help` imports this module.
+    # lazy: torch, when the benchmark runs; `farsight bench train --help` imports this module.
     import torch
 
     from farsight.precision import resolve_device, resolve_precision

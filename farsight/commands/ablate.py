@@ -21,7 +21,7 @@ HELP = "train + evaluate variants x seeds at equal steps, resumable; writes a re
 
 
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
-    # Imported when this command's parser is built: cli imports every command module.
+    # lazy: imported when this command's parser is built: cli imports every command module.
     from farsight.eval.variants import DEFAULT_GRID, VARIANTS, describe
 
     listing = "; ".join(f"{name}: {describe(name)}" for name in VARIANTS)
@@ -75,14 +75,14 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def dynamics_recipes() -> list[str]:
-    # Imported when help is printed: cli imports every command module at startup.
+    # lazy: imported when help is printed: cli imports every command module at startup.
     from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
     return DYNAMICS_RECIPES.names()
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.eval.ablation import AblateSpec, run_grid, write_ablation_report
     from farsight.eval.run import EvalConfig
 

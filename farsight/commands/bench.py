@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.bench import save_result
 
     rows = args.bench_module.run(args)

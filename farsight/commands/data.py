@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def run_info(args: argparse.Namespace) -> int:
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     import numpy as np
 
     from farsight.data.store import SPLITS, EpisodeStore
@@ -80,7 +80,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from tqdm import tqdm
 
     from farsight.data.store import EpisodeStore

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.latents import build_cache
 
     cache = build_cache(

@@ -21,7 +21,7 @@ HELP = (
 
 
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
-    # Imported when this command's parser is built: cli imports every command module.
+    # lazy: imported when this command's parser is built: cli imports every command module.
     from farsight.sampling.config import add_sampling_arguments
 
     p = sub.add_parser(
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.eval.run import EvalConfig, eval_checkpoint
     from farsight.precision import resolve_device
     from farsight.sampling.config import sampling_from_args, sampling_overrides

@@ -16,7 +16,7 @@ HELP = "play an environment (--env) or a trained world model (--ckpt) live in th
 
 
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
-    # Imported when this command's parser is built: cli imports every command module.
+    # lazy: imported when this command's parser is built: cli imports every command module.
     from farsight.envs import ENV_IDS
     from farsight.sampling.config import add_sampling_arguments
 
@@ -64,7 +64,7 @@ def env_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], str]:
         return world_model_factory(args)
     if args.env is None:
         raise UsageError("say what to play: --env ENV_ID (e.g. --env arena) or --ckpt RUN")
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.envs import EnvConfig, make_env
 
     cfg = EnvConfig(id=args.env, size=args.size)
@@ -79,7 +79,7 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
     cache and generator) over the shared, read-only weights. Prompts come from ``--data`` (a
     random held-out episode per reset) or, without it, from a fresh real env of the recorded
     kind."""
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.precision import resolve_device
     from farsight.sampling.config import model_sampling, sampling_from_args
     from farsight.world_env import WorldModelEnv
@@ -93,7 +93,7 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
     sampling = sampling_from_args(args, model_sampling(world_model))
     store = None
     if args.data:
-        # Imported when the command runs: cli imports every command module at startup.
+        # lazy: imported when the command runs: cli imports every command module at startup.
         from farsight.data.store import EpisodeStore
 
         store = EpisodeStore(args.data)
@@ -115,7 +115,7 @@ def world_model_factory(args: argparse.Namespace) -> tuple[Callable[[], Any], st
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.play.server import create_app, serve
     from farsight.play.session import PlayConfig
 

@@ -49,7 +49,7 @@ def _mark_done(out: Path, stage: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.config import apply_overrides
     from farsight.data.recorder import RECORD_RECIPES, record
     from farsight.latents import build_cache
@@ -103,14 +103,14 @@ def run(args: argparse.Namespace) -> int:
         train_dynamics(dyn, dyn_run, resume=(dyn_run / "checkpoint.pt").exists())
         _mark_done(out, "dynamics")
 
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.train.curves import write_curves
 
     kind = DYNAMICS_RECIPES.get("dyn_quickstart").objective.kind.replace("_", "-")
     curves = write_curves(dyn_run, out / "curves.png", f"quickstart dynamics ({kind} diffusion)")
     video = out / "rollout.mp4"
     print(f"[5/5] writing an open-loop rollout of a held-out episode to {video}")
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.data.store import EpisodeStore
     from farsight.rollout_video import write_rollout_video
     from farsight.world_model import load_world_model

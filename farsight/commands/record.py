@@ -8,7 +8,7 @@ HELP = "record an environment into an episode store"
 
 
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
-    # Imported when this command's parser is built: cli imports every command module.
+    # lazy: imported when this command's parser is built: cli imports every command module.
     from farsight.data.recorder import RECORD_RECIPES
     from farsight.envs import ENV_IDS
 
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported when the command runs: cli imports every command module at startup.
+    # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.config import build_config
     from farsight.data.recorder import RECORD_RECIPES, record
     from farsight.shell import command_line

@@ -26,7 +26,7 @@ HELP = "video of a world model's rollout of a held-out episode next to the truth
 
 
 def register(sub: argparse._SubParsersAction, argv: list[str] | None = None) -> None:
-    # Imported when this command's parser is built: cli imports every command module.
+    # lazy: imported when this command's parser is built: cli imports every command module.
     from farsight.sampling.config import add_sampling_arguments
 
     p = sub.add_parser(
@@ -69,14 +69,14 @@ def set_threads(threads: int) -> None:
     if threads < 0:
         raise UsageError(f"--threads {threads} must be >= 0")
     if threads:
-        # Imported when the command runs: cli imports every command module at startup.
+        # lazy: imported when the command runs: cli imports every command module at startup.
         import torch
 
         torch.set_num_threads(threads)
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported when the command runs: they import torch, which --help never needs.
+    # lazy: imported when the command runs: they import torch, which --help never needs.
     from farsight.data.store import EpisodeStore
     from farsight.precision import resolve_device
     from farsight.rollout_video import write_rollout_video

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_one_stream(args: argparse.Namespace, recipes, default: str, config_type, train) -> int:
     """A trainer that reads one store (``--data``): the autoencoder and the LAM."""
-    # Imported when the command runs: the trainers import torch, which --help never needs.
+    # lazy: imported when the command runs: the trainers import torch, which --help never needs.
     from farsight.train.checkpoint import CHECKPOINT_NAME
 
     cfg = config_from_args(args, recipes, default, config_type)
@@ -128,7 +128,7 @@ def _run_one_stream(args: argparse.Namespace, recipes, default: str, config_type
 
 
 def run_autoencoder(args: argparse.Namespace) -> int:
-    # Imported when the command runs: the trainer imports torch, which --help never needs.
+    # lazy: imported when the command runs: the trainer imports torch, which --help never needs.
     from farsight.train.autoencoder import train_autoencoder
     from farsight.train.recipes.autoencoder import AE_RECIPES, AutoencoderRunConfig
 
@@ -136,7 +136,7 @@ def run_autoencoder(args: argparse.Namespace) -> int:
 
 
 def run_lam(args: argparse.Namespace) -> int:
-    # Imported when the command runs: the trainer imports torch, which --help never needs.
+    # lazy: imported when the command runs: the trainer imports torch, which --help never needs.
     from farsight.train.lam import train_lam
     from farsight.train.recipes.lam import LAM_RECIPES, LAMRunConfig
 
@@ -144,7 +144,7 @@ def run_lam(args: argparse.Namespace) -> int:
 
 
 def run_dynamics(args: argparse.Namespace) -> int:
-    # Imported when the command runs: the trainer imports torch, which --help never needs.
+    # lazy: imported when the command runs: the trainer imports torch, which --help never needs.
     from farsight.train.dynamics import train_dynamics
     from farsight.train.recipes.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig
 
@@ -172,7 +172,7 @@ def config_from_args(args: argparse.Namespace, book, default_recipe: str, empty)
     With ``--resume`` the checkpoint's stored config is used, so no recipe, flag or override
     is accepted and ``empty()`` (a default config, for re-pointed data paths) is returned.
     """
-    # Imported when a run starts: checkpoints import torch, which --help never needs.
+    # lazy: imported when a run starts: checkpoints import torch, which --help never needs.
     from farsight.train.checkpoint import CHECKPOINT_NAME, CheckpointError
 
     recipe, overrides = args.recipe, list(args.overrides)

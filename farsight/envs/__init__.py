@@ -25,14 +25,17 @@ def make_env(cfg: EnvConfig) -> FarsightEnv:
     # The real games are imported when asked for: they need the games extra (ale-py, crafter,
     # vizdoom), which a base install lacks.
     if env_id.startswith("ALE/"):
+        # lazy: optional dependency (pip install 'farsight[games]')
         from farsight.envs.atari import AtariEnv
 
         return AtariEnv(env_id, size=cfg.size)
     if env_id == "crafter":
+        # lazy: optional dependency (pip install 'farsight[games]')
         from farsight.envs.crafter import CrafterEnv
 
         return CrafterEnv(size=cfg.size)
     if env_id.startswith("vizdoom/"):
+        # lazy: optional dependency (pip install 'farsight[games]')
         from farsight.envs.vizdoom import VizDoomEnv
 
         return VizDoomEnv(env_id.split("/", 1)[1], size=cfg.size)

@@ -61,7 +61,7 @@ def create_app(factory: EnvFactory, cfg: PlayConfig | None = None) -> Any:
     """The Starlette app: ``/`` the page, ``/static`` its assets, ``/ws`` the game sessions.
     ``app.state.sessions`` maps session id -> live Session (empty when all have ended)."""
     _require_web_packages()
-    # Imported after the check: a missing web package is one line, not a traceback.
+    # lazy: imported after the check: a missing web package is one line, not a traceback.
     from starlette.applications import Starlette
     from starlette.responses import FileResponse
     from starlette.routing import Mount, Route, WebSocketRoute
@@ -129,7 +129,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def _uvicorn_server(app: Any, log_level: str) -> Any:
-    # Imported here as starlette is in create_app, which has checked that it is installed.
+    # lazy: imported here as starlette is in create_app, which has checked that it is installed.
     import uvicorn
 
     config = uvicorn.Config(

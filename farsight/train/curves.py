@@ -28,7 +28,7 @@ def read_timed_scalars(
     run_dir: str | Path,
 ) -> dict[str, tuple[list[int], list[float], list[float]]]:
     """As ``read_scalars``, with each value's wall-clock seconds since the run's first event."""
-    # The train extra's packages are imported where used (farsight.extras).
+    # lazy: the train extra's packages are imported where used (farsight.extras).
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tb = Path(run_dir) / "tb"
@@ -52,7 +52,7 @@ def _is_loss(tag: str, prefix: str) -> bool:
 
 
 def write_curves(run_dir: str | Path, path: str | Path, title: str = "") -> Path:
-    # The train extra's packages are imported where used (farsight.extras).
+    # lazy: the train extra's packages are imported where used (farsight.extras).
     from matplotlib.figure import Figure
 
     scalars = read_scalars(run_dir)
@@ -94,7 +94,7 @@ PROBE_TAGS = ("val/probe_action_gain_db", "val/probe_copy_gain_db")
 def write_probe_comparison(runs: dict[str, str | Path], path: str | Path, title: str = "") -> Path:
     """The action probe of several runs (label -> run folder): action gain and gain over
     copy-last-frame, each against step and against wall-clock minutes."""
-    # The train extra's packages are imported where used (farsight.extras).
+    # lazy: the train extra's packages are imported where used (farsight.extras).
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 7.5), layout="constrained")

@@ -35,7 +35,7 @@ class EMA:
         """Average ``model``'s own shards from now on if it is sharded (a no-op otherwise)."""
         if not is_sharded(model):
             return
-        # Imported when sharded: torch.distributed's FSDP modules take ~1 s to import.
+        # lazy: imported when sharded: torch.distributed's FSDP modules take ~1 s to import.
         from torch.distributed.tensor import distribute_tensor
 
         self.shards = [

@@ -214,7 +214,7 @@ def train(
     if is_main:
         # torch's own error without tensorboard does not say which extra has it.
         require("tensorboard", "training (its TensorBoard logs)")
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # lazy: optional (train extra)
 
         run_dir.mkdir(parents=True, exist_ok=True)
         # purge_step drops the events an interrupted run logged after its last checkpoint:
