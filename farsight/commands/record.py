@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from farsight.shell import command_line
+
 HELP = "record an environment into an episode store"
 
 
@@ -37,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     # lazy: imported when the command runs: cli imports every command module at startup.
     from farsight.config import build_config
     from farsight.data.recorder import RECORD_RECIPES, record
-    from farsight.shell import command_line
 
     recipe, overrides = args.recipe, list(args.overrides)
     if "=" in recipe:  # no recipe given, only overrides
