@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from farsight.config import ConfigError
 from farsight.errors import UsageError
 from farsight.train.autoencoder import train_autoencoder
 from farsight.train.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
@@ -107,3 +108,33 @@ def test_a_run_stops_when_its_time_budget_is_spent(kind, arena_world, tmp_path):
         assert (tmp_path / "run" / "eval.json").exists()
     again = run(type(cfg)(), tmp_path / "run", resume=True, progress=False)
     assert again.step == 1 and again.losses == []
+
+
+@pytest.mark.parametrize("name", DYNAMICS_RECIPES.names())
+def test_every_dynamics_recipe_is_a_valid_run(name):
+    """Checked as training checks it, so a recipe that a change to another one broke (e.g.
+    by inheriting an option its objective cannot use) fails here, not minutes into a run."""
+    cfg = DYNAMICS_RECIPES.get(name)
+    if cfg.objective.kind == "maskgit":
+        cfg.objective.fsq_levels = (8, 5, 5, 5)  # training reads them from the autoencoder
+    cfg.validate()
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (
+            {"objective.kind": "maskgit", "objective.tau_min": 0.0, "objective.fsq_levels": (5,)},
+            "rollout_context",
+        ),
+        ({"objective.prediction": "v"}, "residual_output"),
+        ({"objective.action_dropout": 0.1}, "null_action"),
+    ],
+)
+def test_a_run_config_checks_what_its_parts_ask_of_each_other(overrides, match):
+    cfg = DYNAMICS_RECIPES.get("dyn_quickstart")
+    for key, value in overrides.items():
+        part, field_name = key.split(".")
+        setattr(getattr(cfg, part), field_name, value)
+    with pytest.raises(ConfigError, match=match):
+        cfg.validate()

@@ -82,10 +82,7 @@ class DynamicsTrainer(Trainer):
         fit_to_cache(cfg, cache.info)
         cfg.model.latent_size = tuple(cache.info.grid)
         cfg.model.num_actions = len(cache.store.meta["env"]["action_meanings"])
-        cfg.model.validate()
-        cfg.objective.validate()
-        cfg.train.validate()
-        cfg.rollout_context.validate(cfg.objective.kind, cfg.data.clip_len)
+        cfg.validate()
         extra = cfg.model.heads.max_offset - 1
         dataset = cache.clips(
             cfg.data.clip_len, extra, cfg.data.stride, cfg.data.start_every, split="train"

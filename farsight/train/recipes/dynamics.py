@@ -98,6 +98,24 @@ class DynamicsRunConfig:
     """Log the cosine between per-head gradients on the shared trunk every N steps (0: off;
     costs one extra forward and one backward per head; a multiple of train.log_every)."""
 
+    def validate(self) -> DynamicsRunConfig:
+        """Each part, and what one part asks of another (before any data is read)."""
+        self.model.validate()
+        self.objective.validate()
+        self.train.validate()
+        self.rollout_context.validate(self.objective.kind, self.data.clip_len)
+        if self.model.residual_output and self.objective.prediction != "x0":
+            raise ConfigError(
+                "model.residual_output outputs clean latents: "
+                f"objective.prediction={self.objective.prediction!r} must be 'x0'"
+            )
+        if self.objective.action_dropout and not self.model.null_action:
+            raise ConfigError(
+                f"objective.action_dropout={self.objective.action_dropout} needs "
+                "model.null_action=true (the row the dropped actions are replaced by)"
+            )
+        return self
+
 
 DYNAMICS_RECIPES = RecipeBook(KIND)
 
@@ -224,6 +242,8 @@ def dyn_maskgit() -> DynamicsRunConfig:
     # yet measured on tokens).
     cfg.model = dynamics_quickstart()
     cfg.objective = ObjectiveConfig(kind="maskgit")
+    # Generated contexts train a next-frame objective's last frame; MaskGIT masks every frame.
+    cfg.rollout_context = RolloutContextConfig()
     cfg.sampling = SamplingConfig(steps=8, temperature=0.0)
     cfg.train.max_minutes = 12.0
     return cfg
