@@ -172,10 +172,6 @@ class LossTerms:
         logs.update({name: value.detach() for name, value in self.diagnostics.items()})
         return logs
 
-    @property
-    def head_names(self) -> list[str]:
-        return [name for name in self.values if name != "aux"]
-
 
 class DenoisingObjective:
     """Base of the diffusion objectives: ``loss, logs = objective(model, batch)``.

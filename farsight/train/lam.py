@@ -37,7 +37,7 @@ from farsight.models.autoencoder import images_to_frames
 from farsight.models.lam import LatentActionModel
 from farsight.objectives.lam import LAMObjective, pair_images
 from farsight.parallel import DistInfo
-from farsight.train.checkpoint import load_checkpoint
+from farsight.train.checkpoint import load_checkpoint, model_state
 from farsight.train.data import frame_store, step_batches
 from farsight.train.loop import TrainResult, ValContext, seed_everything
 from farsight.train.precision import resolve_device
@@ -141,8 +141,7 @@ def load_lam(
     ckpt = load_checkpoint(path, kind=KIND)
     cfg = from_dict(LAMRunConfig, ckpt["config"], source=f"checkpoint {ckpt['path']}")
     model = LatentActionModel(cfg.model)
-    state = ckpt["ema"]["model"] if weights == "ema" and ckpt.get("ema") else ckpt["model"]
-    model.load_state_dict(state)
+    model.load_state_dict(model_state(ckpt, weights))
     return model.to(device).eval().requires_grad_(False), cfg, ckpt
 
 
