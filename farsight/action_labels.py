@@ -67,12 +67,17 @@ def label_command(store: EpisodeStore, lam: str | Path) -> str:
     return f"farsight label --lam {lam} --data {store.path}"
 
 
-def _read_record(path: Path) -> dict:
-    with np.load(path) as data:
-        record = json.loads(str(data["record"]))
+def _record_of(data, path: Path) -> dict:
+    """The record of an open labels file (``np.load``'s NpzFile)."""
+    record = json.loads(str(data["record"]))
     if record.get("format") != LABELS_FORMAT:
         raise ActionLabelsError(f"{path} is not a file of latent action labels")
     return record
+
+
+def _read_record(path: Path) -> dict:
+    with np.load(path) as data:
+        return _record_of(data, path)
 
 
 def _problem(record: dict, store: EpisodeStore, step: int | None, fingerprint: str | None):
@@ -98,13 +103,13 @@ def read_labels(
         raise ActionLabelsError(
             f"no latent action labels of {store.path} by {lam} at {path}: run `{command}`"
         )
-    record = _read_record(path)
-    problem = _problem(record, store, lam_step, None)
-    if problem:
-        raise ActionLabelsError(
-            f"latent action labels {path} are stale ({problem}): run `{command}`"
-        )
     with np.load(path) as data:
+        record = _record_of(data, path)
+        problem = _problem(record, store, lam_step, None)
+        if problem:
+            raise ActionLabelsError(
+                f"latent action labels {path} are stale ({problem}): run `{command}`"
+            )
         labels = {int(k[2:]): data[k] for k in data.files if k.startswith("ep")}
     if len(labels) != store.num_episodes or any(
         store.episodes[e].length != len(v) for e, v in labels.items()

@@ -195,6 +195,11 @@ class DynamicsConfig:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
 
     @property
+    def clean_residual(self) -> bool:
+        """Head 1 adds its output to the previous frame's clean latent (given by the caller)."""
+        return self.residual_output and self.residual_reference == "clean"
+
+    @property
     def action_rows(self) -> int:
         """Rows of an action table: the actions, the clip start, and the null action if any."""
         return self.num_actions + 1 + int(self.null_action)
@@ -403,3 +408,17 @@ def heads_frame() -> HeadsConfig:
 def heads_post_full() -> HeadsConfig:
     """Every part of the post: early branch, multi-resolution per frame, aux consistency."""
     return HeadsConfig(branch_layer=-2, multires=True, aux_weight=0.1)
+
+
+def check_objective_fits_model(model: DynamicsConfig, objective: ObjectiveConfig) -> None:
+    """What an objective asks of the model it trains (each config is valid on its own)."""
+    if model.residual_output and objective.prediction != "x0":
+        raise ConfigError(
+            "model.residual_output outputs clean latents: "
+            f"objective.prediction={objective.prediction!r} must be 'x0'"
+        )
+    if objective.action_dropout and not model.null_action:
+        raise ConfigError(
+            f"objective.action_dropout={objective.action_dropout} needs model.null_action=true "
+            "(the row the dropped actions are replaced by)"
+        )

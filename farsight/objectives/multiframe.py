@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from farsight import diffusion
 from farsight.config import ConfigError
-from farsight.dynamics_config import HeadsConfig, ObjectiveConfig
+from farsight.dynamics_config import HeadsConfig, ObjectiveConfig, check_objective_fits_model
 from farsight.models.dynamics import previous_frames
 from farsight.models.layers import pool_latents
 from farsight.parallel import all_reduce_sum, is_sharded, local, unwrap
@@ -225,16 +225,7 @@ class DenoisingObjective:
     ) -> LossTerms:
         c = self.cfg
         model_cfg = unwrap(model).cfg
-        if model_cfg.residual_output and c.prediction != "x0":
-            raise ConfigError(
-                "model.residual_output outputs clean latents: "
-                f"objective.prediction={c.prediction!r} must be 'x0'"
-            )
-        if c.action_dropout and not model_cfg.null_action:
-            raise ConfigError(
-                f"objective.action_dropout={c.action_dropout} needs model.null_action=true "
-                "(the row the dropped actions are replaced by)"
-            )
+        check_objective_fits_model(model_cfg, c)
         heads: HeadsConfig = model_cfg.heads
         clean, actions = batch["latents"], batch["actions"]
         if c.action_dropout:
@@ -257,7 +248,7 @@ class DenoisingObjective:
                 "context": diffusion.add_noise(x0, eps_ctx, levels.context_levels, c.schedule),
                 "context_levels": levels.context_levels,
             }
-        if model_cfg.residual_output and model_cfg.residual_reference == "clean":
+        if model_cfg.clean_residual:
             # Each frame's clean predecessor, as a rollout holds it once that frame is done.
             stream["reference"] = previous_frames(x0, None)
         out = model(x, tau, actions, clean=clean, context_level=levels.context_level, **stream)

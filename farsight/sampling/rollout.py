@@ -287,16 +287,11 @@ def truncate_context(state: RolloutState, keep: int) -> None:
 
 
 # -- one model evaluation ---------------------------------------------------------------------
-def clean_reference(model: DynamicsModel) -> bool:
-    """Does the model add head 1's output to the previous frame's clean latent?"""
-    return model.cfg.residual_output and model.cfg.residual_reference == "clean"
-
-
 def _reference(model: DynamicsModel, state: RolloutState, x: Tensor, count: int) -> Tensor | None:
     """What head 1 adds its output to, for a call of ``count`` context frames then the new
     frame x (B, 1, C, H, W): the newest committed clean latent (zeros before the first
     frame, as in training). None: the model's own default (each frame's previous input)."""
-    if not clean_reference(model):
+    if not model.cfg.clean_residual:
         return None
     last = _last(state.clean)
     last = torch.zeros_like(x[:, 0]) if last is None else last.to(x.dtype)
@@ -417,7 +412,7 @@ def sample_chunk(
         raise ValueError("a level matrix must start at 1 (pure noise) and end at 0 (clean)")
     if bool((levels[1:] > levels[:-1]).any()):
         raise ValueError("noise levels must not increase along a frame's column")
-    if frames > 1 and clean_reference(model):
+    if frames > 1 and model.cfg.clean_residual:
         raise ValueError(
             "model.residual_reference='clean' needs each frame's predecessor finished before it "
             f"starts: sample one frame at a time (sampling.scheduling=autoregressive), not {frames}"

@@ -13,6 +13,7 @@ from farsight.config import ConfigError, RecipeBook
 from farsight.dynamics_config import (
     DynamicsConfig,
     ObjectiveConfig,
+    check_objective_fits_model,
     dynamics_quickstart,
     dynamics_S,
     dynamics_tiny,
@@ -104,16 +105,7 @@ class DynamicsRunConfig:
         self.objective.validate()
         self.train.validate()
         self.rollout_context.validate(self.objective.kind, self.data.clip_len)
-        if self.model.residual_output and self.objective.prediction != "x0":
-            raise ConfigError(
-                "model.residual_output outputs clean latents: "
-                f"objective.prediction={self.objective.prediction!r} must be 'x0'"
-            )
-        if self.objective.action_dropout and not self.model.null_action:
-            raise ConfigError(
-                f"objective.action_dropout={self.objective.action_dropout} needs "
-                "model.null_action=true (the row the dropped actions are replaced by)"
-            )
+        check_objective_fits_model(self.model, self.objective)
         return self
 
 
