@@ -23,6 +23,8 @@ Prompts (``options["prompt"]``):
 Controls (``controls`` / ``configure``, shown on the play page): steps, sampler, shift,
 context (clean / stable / dynamic), context_level, context_noise, dynamic_cap, kv_cache, and
 action_guidance for models trained with a null action.
+``preview_actions(steps)`` shows what holding each action would do from the current frame (on
+forks of the rollout: the env goes on as if it had not been asked).
 ``step`` always generates one frame (autoregressive: the actions ahead are unknown);
 ``generate(actions)`` follows ``sampling.scheduling`` when the actions ahead are known.
 
@@ -64,7 +66,7 @@ from farsight.models.dynamics import DynamicsModel, actions_into_frames
 from farsight.sampling.config import SamplingConfig, model_sampling
 from farsight.sampling.context import ContextPolicy
 from farsight.sampling.frame_path import frame_path
-from farsight.sampling.rollout import RolloutState, new_state, prime
+from farsight.sampling.rollout import RolloutState, fork_state, new_state, prime
 
 
 class WorldModelLike(Protocol):
@@ -132,6 +134,10 @@ class WorldModelEnv(FarsightEnv):
         # Latents and diffusion, or FSQ tokens and MaskGIT: fixed by how the model was trained.
         self.path = frame_path(self.model, self.autoencoder, self.objective)
         self.action_meanings = action_meanings_from(world_model.meta, cfg.num_actions)
+        meta = world_model.meta or {}
+        self.latent_actions = meta.get("env", meta).get("action_source") == "latent"
+        """Actions learned from video (``data.actions=latent``): their names say nothing, so
+        the play page shows what each one does (``preview_actions``)."""
         factor = self.autoencoder.cfg.factor
         self.frame_size = (cfg.latent_size[0] * factor, cfg.latent_size[1] * factor)
         self.observation_space = spaces.Box(0, 255, (*self.frame_size, 3), dtype=np.uint8)
@@ -318,6 +324,25 @@ class WorldModelEnv(FarsightEnv):
             "decode_ms": (t2 - t1) * 1000,
         }
         return self._frame, 0.0, False, truncated, info
+
+    def preview_actions(self, steps: int = 4) -> np.ndarray:
+        """What holding each action would do from here: (A, steps, H, W, 3) uint8, action a's
+        row the frames ``step(a)`` would return ``steps`` times in a row (each on a fork of the
+        rollout, its generator at the env's position: the very frames, not a lookalike). The
+        env's own rollout, generator and step count are left as they were."""
+        if self.state is None:
+            raise RuntimeError("call reset() before preview_actions()")
+        if steps < 1:
+            raise ValueError(f"preview steps={steps} must be at least 1")
+        rows = []
+        for action in range(self.action_space.n):
+            state = fork_state(self.state)
+            action_in = torch.tensor([[action]], device=self.device)
+            latents = [
+                self.path.sample_frame(state, action_in, self.sampling) for _ in range(steps)
+            ]
+            rows.append(self.decode(torch.cat(latents)))
+        return np.stack(rows)
 
     def generate(
         self,

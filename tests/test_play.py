@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import io
 import json
 import os
@@ -376,6 +377,66 @@ def test_model_controls_are_configured(tmp_path):
         client.close()
 
 
+class PreviewEnv(ModelLikeEnv):
+    """A model-like env with latent actions that can preview them: action a's preview is the
+    arena's frames with a held, from the current state (seed 0 unless a reset names one)."""
+
+    latent_actions = True
+
+    def reset(self, *, seed=None, options=None):
+        assert options == {"prompt": "random"}
+        return self.env.reset(seed=seed or 0)
+
+    def preview_actions(self, steps: int) -> np.ndarray:
+        rows = []
+        for action in range(len(self.action_meanings)):
+            fork = copy.deepcopy(self.env)
+            rows.append([fork.step(action)[0] for _ in range(steps)])
+        return np.stack(rows)
+
+
+def sheet_rows(msg: dict) -> np.ndarray:
+    """A previews message's PNG sheet as (A, S, H, W, 3)."""
+    from PIL import Image
+
+    png = base64.b64decode(msg["sheet"].split(",", 1)[1])
+    sheet = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    a, s, h, w = msg["actions"], msg["steps"], msg["h"], msg["w"]
+    assert sheet.shape == (a * h, s * w, 3)
+    return sheet.reshape(a, h, s, w, 3).transpose(0, 2, 1, 3, 4)
+
+
+def test_previews_show_what_each_key_would_do(tmp_path):
+    app = create_app(TrackedFactory(PreviewEnv), PlayConfig(record_dir=tmp_path, preview_steps=3))
+    with PlayServer(app) as srv:
+        client = Client(srv)
+        assert client.hello["previews"] is True
+        # Latent actions: previews come with every reset, from its first frame.
+        first = client.message("previews")
+        assert (first["actions"], first["steps"], first["t"]) == (9, 3, 0)
+        expected = np.stack([reference_frames(a, 3)[1:] for a in range(9)])
+        np.testing.assert_array_equal(sheet_rows(first), expected)
+        # On request: from the frame the session is at.
+        client.send(type="pause", on=True)
+        client.message("pause")
+        client.send(type="preview")
+        later = client.message("previews")
+        assert later["t"] >= 1 and later["episode"] == first["episode"]
+        client.send(type="preview", extra=1)
+        assert "unknown field" in client.message("error")["message"]
+        client.close()
+
+
+def test_envs_without_previews_refuse_them(server):
+    client = Client(server)
+    assert client.hello["previews"] is False
+    client.send(type="preview")
+    error = client.message("error")
+    assert error["request"] == "preview" and "cannot preview" in error["message"]
+    assert client.frame()[1].shape == (64, 64, 3)  # the session goes on
+    client.close()
+
+
 def test_recording_writes_an_mp4(server, tmp_path):
     import imageio.v2 as imageio
 
@@ -581,3 +642,38 @@ def chromium_driver(webdriver, profile: Path):
         options.add_argument(arg)
     service = Service(executable_path=str(CHROMEDRIVER), env=dict(os.environ))
     return webdriver.Chrome(options=options, service=service)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium is not installed (/usr/bin/chromium): run scripts/install_browser.sh",
+)
+def test_page_shows_each_keys_preview_in_headless_chromium(tmp_path, monkeypatch):
+    from PIL import Image
+    from selenium import webdriver
+
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    app = create_app(TrackedFactory(PreviewEnv), PlayConfig(record_dir=tmp_path, preview_steps=3))
+    with PlayServer(app) as srv:
+        driver = chromium_driver(webdriver, tmp_path / "profile")
+        try:
+            driver.get(srv.url)
+            js = driver.execute_script
+            wait_until(lambda: js("return document.querySelectorAll('canvas.preview').length") == 9)
+            assert js("return document.getElementById('preview').hidden") is False
+            # Latent actions' previews come from the reset's first frame (seed 0).
+            expected = np.stack([reference_frames(a, 3)[1:] for a in range(9)])
+            for action in (RIGHT, LEFT):
+                url = js(
+                    "return document.querySelector(`canvas.preview[data-index='${arguments[0]}']`)"
+                    ".toDataURL('image/png')",
+                    action,
+                )
+                png = base64.b64decode(url.split(",", 1)[1])
+                shown = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+                # The row animates through its frames: whichever is up is one of them.
+                assert any(np.array_equal(shown, frame) for frame in expected[action])
+            assert js("return window.farsight.errors") == 0
+        finally:
+            driver.quit()

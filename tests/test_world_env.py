@@ -114,6 +114,31 @@ def test_same_seed_same_rollout(world_model, store):
     assert np.array_equal(e, f)
 
 
+def test_previews_are_the_frames_holding_the_action_makes(world_model, store):
+    """Each action's preview is exactly what stepping with it would draw, and previewing
+    leaves the env's rollout as it was."""
+    env = make_env(world_model, store, seed=5)
+    assert not env.latent_actions
+    with pytest.raises(RuntimeError, match="reset"):
+        env.preview_actions()
+    env.reset(seed=5)
+    env.step(1)
+    previews = env.preview_actions(steps=3)
+    assert previews.shape == (5, 3, SIZE, SIZE, 3) and previews.dtype == np.uint8
+    assert env.steps_taken == 1
+    after = [env.step(a)[0] for a in (2, 2, 2)]
+    np.testing.assert_array_equal(np.stack(after), previews[2])
+    for action in (0, 4):
+        twin = make_env(world_model, store, seed=5)
+        twin.reset(seed=5)
+        twin.step(1)
+        held = np.stack([twin.step(action)[0] for _ in range(3)])
+        np.testing.assert_array_equal(held, previews[action])
+    assert not np.array_equal(previews[0], previews[4])
+    with pytest.raises(ValueError, match="steps"):
+        env.preview_actions(steps=0)
+
+
 def test_controls_and_configure(world_model, store):
     env = make_env(world_model, store)
     check_controls(env.controls)

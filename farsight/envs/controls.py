@@ -12,6 +12,9 @@ the world model wrapped as ``WorldModelEnv``. The server only uses:
   ``farsight.play.keymap``).
 - ``close()``: called when the session ends.
 - optional ``controls`` (below) and ``configure(**settings)``.
+- optional ``preview_actions(steps)`` -> ``(A, steps, H, W, 3)`` uint8: what holding each action
+  would show from the current frame, leaving the env as it was (the page's "preview keys"),
+  and ``latent_actions = True`` to have previews sent after every reset.
 
 Controls
 --------

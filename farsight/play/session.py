@@ -10,6 +10,9 @@
 - Bounded output: the client acknowledges every frame; the session does not step while
   ``max_in_flight`` frames are unacknowledged, so a slow network or a busy browser delays
   frames instead of piling them up (which would add latency without bound).
+- Previews: an env with ``preview_actions(steps)`` (a world model) shows on the page what
+  holding each key would do from the current frame, on request and, for latent actions (whose
+  names say nothing), after every reset.
 - Validation: every message goes through ``farsight.play.wire.parse_message``; anything else
   is answered with an ``error`` message and a log line, and the session carries on.
 """
@@ -17,7 +20,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import json
 import logging
 import math
@@ -32,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from einops import rearrange
+from PIL import Image
 
 from farsight.envs.controls import env_controls, validate_setting, validate_settings
 from farsight.play.keymap import keymap
@@ -74,6 +81,8 @@ class PlayConfig:
     another address on purpose)."""
     title: str = "farsight play"
     """Shown on the page (the CLI puts the env id or checkpoint here)."""
+    preview_steps: int = 4
+    """Frames of each action's preview (``preview_actions``): what holding its key would do."""
 
     def __post_init__(self) -> None:
         self.record_dir = Path(self.record_dir)
@@ -81,7 +90,14 @@ class PlayConfig:
             raise ValueError(f"max_fps={self.max_fps} must be in [1, 240]")
         if not 1 <= self.fps <= self.max_fps:
             raise ValueError(f"fps={self.fps} must be in [1, max_fps={self.max_fps}]")
-        for name in ("max_sessions", "max_in_flight", "record_max_frames", "max_pending_commands"):
+        counts = (
+            "max_sessions",
+            "max_in_flight",
+            "record_max_frames",
+            "max_pending_commands",
+            "preview_steps",
+        )
+        for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.max_message_bytes > PROTOCOL_MAX_BYTES:
@@ -151,6 +167,10 @@ class Session:
         }
         return {"fps": fps, **env_controls(self.env)}
 
+    @property
+    def can_preview(self) -> bool:
+        return callable(getattr(self.env, "preview_actions", None))
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -169,6 +189,7 @@ class Session:
                     "actions": keymap(meanings),
                     "noop": self.action,
                     "controls": self.controls(),
+                    "previews": self.can_preview,
                     "max_message_bytes": self.cfg.max_message_bytes,
                     "record_dir": str(self.cfg.record_dir.resolve()),
                 }
@@ -251,7 +272,7 @@ class Session:
             await self.send_json({"type": "pause", "on": self.paused})
         elif kind == "record":
             await self.set_recording(msg["on"])
-        else:  # reset and configure need the env thread: the tick loop applies them in order
+        else:  # reset, configure, preview need the env thread: the tick loop applies them in order
             if len(self.commands) >= self.cfg.max_pending_commands:
                 raise MessageError(f"{kind}: busy, too many pending requests; retry later", kind)
             self.commands.append(msg)
@@ -286,6 +307,8 @@ class Session:
                 await self.reset(seed=msg.get("seed"), reason="reset")
             elif kind == "configure":
                 await self.configure(msg["settings"])
+            elif kind == "preview":
+                await self.preview()
         except ValueError as e:
             await self.reject(str(e), kind)
 
@@ -308,9 +331,32 @@ class Session:
         self.t = 0
         self.episode_return = 0.0
         await self.emit(check_frame(frame), reward=0.0, step_ms=0.0)
+        if self.can_preview and getattr(self.env, "latent_actions", False):
+            await self.preview()
         if reason != "start":
             where = "random prompt" if seed is None else f"seed {seed}"
             await self.send_json({"type": "status", "message": f"episode {self.episode}: {where}"})
+
+    async def preview(self) -> None:
+        """Send what holding each action would do from the current frame: one PNG sheet, a row
+        of ``preview_steps`` frames per action (the page animates each row beside its key)."""
+        if not self.can_preview:
+            raise ValueError("preview: this env cannot preview its actions")
+        frames = await self.call(self.env.preview_actions, self.cfg.preview_steps)
+        sheet = await asyncio.to_thread(_png_sheet, frames)
+        actions, steps, h, w = frames.shape[:4]
+        await self.send_json(
+            {
+                "type": "previews",
+                "episode": self.episode,
+                "t": self.t,
+                "actions": actions,
+                "steps": steps,
+                "h": h,
+                "w": w,
+                "sheet": sheet,
+            }
+        )
 
     async def step(self) -> None:
         action, seq = self.action, self.action_seq
@@ -396,6 +442,14 @@ class Session:
             await self.send_json(
                 {"type": "record", "on": False, "path": str(path), "frames": count}
             )
+
+
+def _png_sheet(frames: np.ndarray) -> str:
+    """(A, S, H, W, 3) uint8 -> a PNG data URL of an (A H, S W) sheet: row a, column s."""
+    sheet = rearrange(frames, "a s h w c -> (a h) (s w) c")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(sheet)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class _Disconnected(Exception):

@@ -9,10 +9,13 @@ Client -> server (JSON text; no other fields allowed):
     {"type": "pause", "on": bool}
     {"type": "ack", "frame": int}                       # after receiving frame n
     {"type": "ping", "t": number}                       # answered with pong, same t
+    {"type": "preview"}                                 # what each action would do from here
 
 Server -> client: JSON texts ``hello`` (actions with key bindings, controls, limits),
 ``controls`` (after a change), ``error`` (message, and the request type when known),
-``status`` (a line for the page), ``pause``, ``record`` (on/off, path when written), ``pong``;
+``status`` (a line for the page), ``previews`` (for envs that can: a PNG data URL of a sheet,
+one row of frames per action, each row what holding that action would do), ``pause``,
+``record`` (on/off, path when written), ``pong``;
 and binary frames: a little-endian uint32 header length, the UTF-8 JSON header
 ``{"frame", "episode", "t", "action", "seq", "reward", "return", "step_ms", "h", "w"}``, then
 the frame's raw RGB bytes (H * W * 3). Raw pixels cost nothing to encode or decode and a
@@ -37,7 +40,7 @@ import numpy as np
 # Hard cap enforced by the websocket layer (close 1009); the soft cap below it is answered with
 # an error message so the session goes on.
 PROTOCOL_MAX_BYTES = 1 << 20
-MESSAGE_TYPES = ("action", "configure", "reset", "record", "pause", "ack", "ping")
+MESSAGE_TYPES = ("action", "configure", "reset", "record", "pause", "ack", "ping", "preview")
 SEED_LIMIT = 2**32
 
 
@@ -84,6 +87,7 @@ def parse_message(raw: str | bytes | None, num_actions: int, max_bytes: int) -> 
         "pause": {"on"},
         "ack": {"frame"},
         "ping": {"t"},
+        "preview": set(),
     }[kind]
     extra = sorted(set(msg) - allowed - {"type"})
     if extra:

@@ -38,6 +38,7 @@ T frames in a model call, C H W latent channels and grid, R rows of a level matr
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,6 +109,14 @@ def new_state(
         actions_in=deque(maxlen=window),
         inputs=deque(maxlen=window),
     )
+
+
+def fork_state(state: RolloutState) -> RolloutState:
+    """A copy of ``state`` that can be rolled on without touching it: its own cache, latents
+    and a generator at the same position (so the fork samples exactly what ``state`` would)."""
+    generator = torch.Generator(device=state.generator.device)
+    generator.set_state(state.generator.get_state())
+    return copy.deepcopy(state, memo={id(state.generator): generator})
 
 
 def _device(model: DynamicsModel) -> torch.device:

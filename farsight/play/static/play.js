@@ -13,6 +13,8 @@ const COMPONENT_KEYS = {
 const RESEND_MS = 50;   // re-send the current action: keeps latency samples flowing
 const PING_MS = 1000;
 const STATS_MS = 250;
+const PREVIEW_MS = 250;  // one preview frame per tick: a held key's first frames, looped
+const PREVIEW_PX = 48;
 
 // Exposed for tests and for poking at from the console.
 const state = window.farsight = {
@@ -24,6 +26,8 @@ const state = window.farsight = {
   action: 0, seq: 0, sentAt: new Map(), lastSeq: -1,
   frames: 0, frameTimes: [], latencies: [], rtt: null, stepMs: null, header: null,
   paused: false, recording: false, writing: false, recStart: 0, errors: 0,
+  previews: null,         // {sheet: Image, steps, h, w, t, episode} of the last previews message
+  previewTick: 0,
 };
 
 const canvas = $("screen");
@@ -82,6 +86,7 @@ function onMessage(msg) {
       $("pause").innerHTML = msg.on ? "▶ Resume <kbd>P</kbd>" : "❚❚ Pause <kbd>P</kbd>";
       return setStatus(msg.on ? "paused" : "playing");
     case "record": return onRecord(msg);
+    case "previews": return onPreviews(msg);
   }
 }
 
@@ -98,6 +103,8 @@ function onHello(msg) {
   $("title").textContent = msg.title;
   document.title = `farsight play — ${msg.title}`;
   $("recinfo").textContent = `recordings go to ${msg.record_dir}`;
+  $("preview").hidden = !msg.previews;
+  state.previews = null;
   renderKeys();
   renderControls(msg.controls);
   state.action = -1;  // force the first send
@@ -125,6 +132,11 @@ function onFrame(buf) {
   // Acknowledge at once: the server keeps at most a couple of frames in flight.
   send({ type: "ack", frame: h.frame });
 
+  // Previews show what the keys do from a frame of this episode: drop them after a reset.
+  if (state.previews && h.episode !== state.previews.episode) {
+    state.previews = null;
+    renderKeys();
+  }
   state.header = h;
   state.frames += 1;
   state.frameTimes.push(now);
@@ -251,6 +263,8 @@ window.addEventListener("blur", () => {
 function renderKeys() {
   const body = $("keys").querySelector("tbody");
   body.innerHTML = "";
+  const previews = state.previews !== null;
+  $("keys").querySelector("thead tr").classList.toggle("with-preview", previews);
   for (const a of state.actions) {
     const tr = document.createElement("tr");
     tr.dataset.index = a.index;
@@ -259,7 +273,42 @@ function renderKeys() {
     const name = document.createElement("td");
     name.textContent = a.name;
     tr.append(k, name);
+    if (previews) {
+      const cell = document.createElement("td");
+      const c = document.createElement("canvas");
+      c.className = "preview";
+      c.width = state.previews.w;
+      c.height = state.previews.h;
+      c.dataset.index = a.index;
+      c.title = `holding ${a.label}: the model's next ${state.previews.steps} frames from t=${state.previews.t}`;
+      cell.appendChild(c);
+      tr.appendChild(cell);
+    }
     body.appendChild(tr);
+  }
+  drawPreviews();
+}
+
+// ---- previews: what holding each key would do from a frame (world models) ---------------
+
+function onPreviews(msg) {
+  const sheet = new Image();
+  sheet.onload = () => {
+    state.previews = { sheet, steps: msg.steps, h: msg.h, w: msg.w, t: msg.t, episode: msg.episode };
+    state.previewTick = 0;
+    renderKeys();
+    setStatus(`previews: each key held for ${msg.steps} frames from t=${msg.t}`);
+  };
+  sheet.src = msg.sheet;
+}
+
+function drawPreviews() {
+  const p = state.previews;
+  if (!p) return;
+  const col = state.previewTick % p.steps;
+  for (const c of document.querySelectorAll("#keys canvas.preview")) {
+    const row = Number(c.dataset.index);
+    c.getContext("2d").drawImage(p.sheet, col * p.w, row * p.h, p.w, p.h, 0, 0, p.w, p.h);
   }
 }
 
@@ -339,6 +388,7 @@ function onRecord(msg) {
 }
 
 $("reset").onclick = (ev) => { doReset(); ev.currentTarget.blur(); };
+$("preview").onclick = (ev) => { send({ type: "preview" }); ev.currentTarget.blur(); };
 $("pause").onclick = (ev) => { send({ type: "pause", on: !state.paused }); ev.currentTarget.blur(); };
 $("record").onclick = (ev) => {
   ev.currentTarget.blur();
@@ -361,4 +411,5 @@ $("seed").addEventListener("keydown", (ev) => {
 setInterval(() => updateAction(true), RESEND_MS);
 setInterval(() => send({ type: "ping", t: performance.now() }), PING_MS);
 setInterval(updateStats, STATS_MS);
+setInterval(() => { state.previewTick += 1; drawPreviews(); }, PREVIEW_MS);
 connect();

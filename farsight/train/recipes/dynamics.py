@@ -176,6 +176,22 @@ def dyn_quickstart() -> DynamicsRunConfig:
 
 
 @DYNAMICS_RECIPES.register
+def dyn_arena_2h() -> DynamicsRunConfig:
+    """The longer CPU recipe: ``dyn_quickstart`` given two hours on 2 cores instead of 15
+    minutes (about 8x the steps), on the quickstart's store, autoencoder and latent cache.
+    The same model and objective, so that it measures what budget alone buys
+    (``docs/results/follow_actions/``)."""
+    cfg = dyn_quickstart()
+    cfg.train.steps = 40_000
+    cfg.train.max_minutes = 115.0
+    cfg.train.val_every = 850
+    cfg.train.ckpt_every = 850
+    cfg.train.log_every = 50
+    cfg.grad_cosine_every = 500
+    return cfg
+
+
+@DYNAMICS_RECIPES.register
 def abl_cpu() -> DynamicsRunConfig:
     """The CPU ablation grid's runs (``farsight ablate``): small enough that 8 variants x 3
     seeds train and evaluate in about 35 minutes on one core (fp32, one thread, one process).
