@@ -14,7 +14,6 @@ const RESEND_MS = 50;   // re-send the current action: keeps latency samples flo
 const PING_MS = 1000;
 const STATS_MS = 250;
 const PREVIEW_MS = 250;  // one preview frame per tick: a held key's first frames, looped
-const PREVIEW_PX = 48;
 
 // Exposed for tests and for poking at from the console.
 const state = window.farsight = {
