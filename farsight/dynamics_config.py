@@ -153,6 +153,14 @@ class DynamicsConfig:
     """k (odd): each token embeds the k x k tokens' worth of the previous frame centred on it;
     1 its own patch, 3 its patch and the 8 around it (room for a move of up to a token per
     frame)."""
+    prev_frame_count: int = 1
+    """How many earlier frames each frame's tokens embed with ``prev_frame_input``: 1 the
+    previous one; 2 also the one before it, through a k x k embedding of its own. Two
+    positions of a moving object are its velocity, a local feature from the first layer on
+    (DIAMOND stacks 4 frames) rather than something temporal attention must learn to fetch.
+    In ``dyn_quickstart``'s 15 minutes, and over the first 5,100 steps of ``dyn_arena_2h``
+    (Delta-PSNR at h=4 1.75 against 1.51 dB), it changed no figure beyond its interval
+    (``docs/results/follow_actions/``), so the recipes keep 1."""
     prev_frame_per_action: bool = False
     """The previous-frame embedding adds one matrix per action (the action leading into the
     frame), zero-initialised: "the last frame as this action moves it" is then a linear
@@ -241,6 +249,10 @@ class DynamicsConfig:
             )
         if self.prev_frame_kernel < 1 or self.prev_frame_kernel % 2 == 0:
             raise ConfigError(f"prev_frame_kernel={self.prev_frame_kernel}: must be odd and >= 1")
+        if self.prev_frame_count < 1:
+            raise ConfigError(f"prev_frame_count={self.prev_frame_count}: must be >= 1")
+        if self.prev_frame_count > 1 and not self.prev_frame_input:
+            raise ConfigError(f"prev_frame_count={self.prev_frame_count} needs prev_frame_input")
         if self.spatial_rope and (self.width // self.num_heads) % 4:
             raise ConfigError(
                 f"spatial_rope needs a head width (width / num_heads = "
@@ -299,6 +311,14 @@ class ObjectiveConfig:
     U[0, max] in place of ``context_level``; 0 = off. next_frame, teacher_forcing: the
     context (stream) is noised to it; diffusion_forcing: every frame is noised to at least
     it. The model embeds it with ``model.context_level_embed``."""
+    motion_weight: float = 0.0
+    """Head 1's squared error weighted per latent position by 1 + motion_weight * m, with m
+    the change of the clean latent from the frame before (mean over channels), divided by its
+    mean over the batch, and the weighted error averaged with these weights, so a frame's loss
+    keeps its scale: the few positions where something moves (a disc, the player, an edge as
+    the view scrolls) weigh more against the many where the floor only repeats; 0 = plain
+    per-frame mean. At 4 in ``dyn_quickstart``'s 15 minutes it halved the action gain and
+    kept no more discs (``docs/results/follow_actions/``)."""
     action_dropout: float = 0.0
     """Share of the actions replaced by the null action (each action drawn on its own), so
     the model also learns the next frame without its action: classifier-free guidance on the
@@ -310,6 +330,8 @@ class ObjectiveConfig:
         _choice("objective.schedule", self.schedule, SCHEDULES)
         _choice("objective.weighting", self.weighting, WEIGHTINGS)
         _choice("objective.tau_sampling", self.tau_sampling, TAU_SAMPLINGS)
+        if self.motion_weight < 0:
+            raise ConfigError(f"objective.motion_weight={self.motion_weight} must be >= 0")
         if not 0.0 <= self.tau_min < 1.0:
             raise ConfigError(f"objective.tau_min={self.tau_min} must lie in [0, 1)")
         if self.tau_min and self.kind not in ("next_frame", "teacher_forcing"):

@@ -78,8 +78,9 @@ INPUT_VARIANTS = [
     {"prev_frame_input": True, "spatial_rope": True},
     {"prev_frame_input": True, "prev_frame_kernel": 3, "action_input": True},
     {"prev_frame_input": True, "prev_frame_per_action": True, "action_input": True},
+    {"prev_frame_input": True, "prev_frame_count": 2, "prev_frame_kernel": 3},
 ]
-INPUT_IDS = ["plain", "prev+rope", "prev3+action", "prev-per-action"]
+INPUT_IDS = ["plain", "prev+rope", "prev3+action", "prev-per-action", "two-prev"]
 
 
 @pytest.mark.parametrize("action_mode", ["sum", "frame"])
@@ -169,7 +170,8 @@ def test_cached_rollout_equals_full_clip(chunks, inputs):
         outs, pos = [], 0
         for n in chunks:
             s = slice(pos, pos + n)
-            prev = x[:, pos - 1] if pos else None
+            # The inputs before the chunk that the model stacks (prev_frame_count).
+            prev = x[:, max(0, pos - model.cfg.prev_frame_count) : pos] if pos else None
             # A denoising step that is not committed must leave the cache alone.
             noisier = x[:, s] * 3
             model.trunk(
@@ -301,6 +303,25 @@ def test_previous_frame_reaches_the_next_position_through_the_input():
     with torch.no_grad():
         changed = _changed(plain.trunk(x2, tau, ain).main, plain.trunk(x, tau, ain).main)
     assert changed.tolist() == [False, False, True] + [False] * (T - 3)
+
+
+def test_two_earlier_frames_reach_the_next_position_through_the_input():
+    """prev_frame_count=2: without temporal attention frame t depends on frames t - 1 and
+    t - 2 through the input, and on nothing earlier; ``prev`` hands a call the two inputs
+    before its first frame, as if they had led the call."""
+    model = make_model(window=1, prev_frame_input=True, prev_frame_count=2)
+    x, tau, actions, _ = make_inputs(model)
+    ain = actions_into_frames(actions[:, :T], model.start_action)
+    with torch.no_grad():
+        base = model.trunk(x, tau, ain).main
+        x2 = x.clone()
+        x2[:, 2] += 1.0
+        changed = _changed(model.trunk(x2, tau, ain).main, base)
+        assert changed.tolist() == [False, False, True, True, True] + [False] * (T - 5)
+        tail = model.trunk(x[:, 3:], tau[:, 3:], ain[:, 3:], start_frame=3, prev=x[:, 1:3]).main
+    torch.testing.assert_close(tail, base[:, 3:], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="prev_frame_count"):
+        make_model(prev_frame_count=2)
 
 
 def test_spatial_rope_scores_depend_on_relative_offset_only():

@@ -14,6 +14,7 @@ from farsight.models.dynamics import DynamicsModel
 from farsight.models.layers import pool_latents
 from farsight.objectives import DYNAMICS_OBJECTIVES, make_objective
 from farsight.objectives.diffusion_forcing import DiffusionForcing
+from farsight.objectives.multiframe import frame_mse, motion_map, weighted_frame_mse
 
 KINDS = sorted(DYNAMICS_OBJECTIVES)
 
@@ -151,6 +152,8 @@ def test_bad_objective_configs_raise():
         make_objective(ObjectiveConfig(prediction="eps"))
     with pytest.raises(ConfigError, match="next_frame"):
         DiffusionForcing(ObjectiveConfig(kind="next_frame"))
+    with pytest.raises(ConfigError, match="objective.motion_weight"):
+        make_objective(ObjectiveConfig(motion_weight=-1.0))
 
 
 # --- objectives run, are repeatable, and learn ----------------------------------------------
@@ -310,3 +313,33 @@ def test_action_dropout_replaces_a_share_of_the_actions_by_the_null_action():
         objective(tiny_model(), make_batch(tiny_model()))
     with pytest.raises(ConfigError, match="action_dropout"):
         ObjectiveConfig(kind="maskgit", fsq_levels=(5, 5), action_dropout=0.1).validate()
+
+
+def test_motion_weight_weighs_the_positions_that_changed():
+    clean = torch.zeros(1, 3, 2, 4, 4)
+    clean[:, 2, :, 1, 1] = 1.0  # one position changes between frames 1 and 2
+    change = motion_map(clean)
+    assert change.shape == (1, 3, 1, 4, 4)
+    assert change[:, :2].abs().sum() == 0  # the first frame has no predecessor; frame 1 is still
+    assert change[0, 2, 0, 1, 1] > 0 and change[0, 2, 0].sum() == change[0, 2, 0, 1, 1]
+    pred, target = torch.randn(1, 3, 2, 4, 4), torch.randn(1, 3, 2, 4, 4)
+    uniform = weighted_frame_mse(pred, target, torch.full((1, 3, 1, 4, 4), 3.0))
+    torch.testing.assert_close(uniform, frame_mse(pred, target))
+    # An error only at the moving position counts more with the weight than without.
+    err = torch.zeros_like(target)
+    err[:, 2, :, 1, 1] = 1.0
+    plain = weighted_frame_mse(err, torch.zeros_like(err), torch.ones(1, 3, 1, 4, 4))
+    weighted = weighted_frame_mse(err, torch.zeros_like(err), 1 + 5.0 * change)
+    assert weighted[0, 2] > 5 * plain[0, 2]
+
+
+def test_motion_weight_changes_the_loss_and_trains():
+    model = tiny_model()
+    batch = make_batch(model)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain, _ = make_objective(ObjectiveConfig(kind="next_frame"))(model, batch, g())
+    objective = make_objective(ObjectiveConfig(kind="next_frame", motion_weight=10.0))
+    weighted, _ = objective(model, batch, g())
+    assert torch.isfinite(weighted) and weighted.item() != plain.item()
+    weighted.backward()
+    assert model.final.linear.weight.grad.abs().sum() > 0

@@ -248,13 +248,15 @@ def test_cached_rollout_equals_uncached(scheduling, context):
 @pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("context", ["stable", "dynamic"])
 @pytest.mark.parametrize("scheduling", ["autoregressive", "pyramid"])
+@pytest.mark.parametrize("count", [1, 2])
 def test_cached_rollout_equals_uncached_with_the_previous_frame_on_the_input(
-    context, scheduling, residual
+    context, scheduling, residual, count
 ):
-    """A model stacking the previous frame on its input (or adding it to its output) is
-    handed the right one on every path: committed, cached denoising steps and full-history
-    recomputation."""
+    """A model stacking the previous frame (or two) on its input (or adding it to its
+    output) is handed the right ones on every path: committed, cached denoising steps and
+    full-history recomputation."""
     model = tiny_dynamics(
+        prev_frame_count=count,
         prev_frame_input=True,
         prev_frame_kernel=3,
         prev_frame_per_action=True,
@@ -354,10 +356,13 @@ def test_action_guidance_changes_nothing_for_an_action_blind_model():
 
 
 @pytest.mark.parametrize("scheduling", ["autoregressive", "chunked"])
-def test_committing_more_frames_than_the_window_at_once(scheduling):
+@pytest.mark.parametrize("count", [1, 2])
+def test_committing_more_frames_than_the_window_at_once(scheduling, count):
     """A prompt (and chunks) longer than the window are committed at their own frame indices
-    and with the input before them, as a full recomputation sees them."""
-    model = tiny_dynamics(window=2, prev_frame_input=True, prev_frame_per_action=True)
+    and with the inputs before them, as a full recomputation sees them."""
+    model = tiny_dynamics(
+        window=2, prev_frame_input=True, prev_frame_per_action=True, prev_frame_count=count
+    )
     assert model.cfg.window < PROMPT
     cfg = SamplingConfig(steps=2, scheduling=scheduling, chunk=3)
     cached = rollout(model, cfg, kv_cache=True)
@@ -365,13 +370,16 @@ def test_committing_more_frames_than_the_window_at_once(scheduling):
     torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("context", ["stable", "dynamic"])
-def test_window_recompute_hands_over_the_previous_frame(context):
-    """With a window of one frame the previous frame reaches a new frame only through the
-    input: recomputing the window (or a dynamic context) must hand it over as the cache does.
-    The dynamic context renoises the previous frame (no cache to compare with): there, the
-    same model with its previous-frame weights zeroed must roll out differently."""
-    model = tiny_dynamics(window=1, prev_frame_input=True, prev_frame_per_action=True)
+def test_window_recompute_hands_over_the_previous_frame(context, count):
+    """With a window of one frame the previous frames reach a new frame only through the
+    input: recomputing the window (or a dynamic context) must hand them over as the cache
+    does. The dynamic context renoises the previous frame (no cache to compare with): there,
+    the same model with its previous-frame weights zeroed must roll out differently."""
+    model = tiny_dynamics(
+        window=1, prev_frame_input=True, prev_frame_per_action=True, prev_frame_count=count
+    )
     cfg = SamplingConfig(steps=2, context=context)
     if context == "stable":
         cached = rollout(model, cfg, kv_cache=True)

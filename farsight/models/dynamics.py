@@ -18,7 +18,8 @@ frame), as DIAMOND and GameNGen stack their context on the input channels; with
 ``prev_frame_kernel`` k > 1 a token embeds the k x k tokens' worth of the previous frame
 around it (a strided convolution). "Copy the last frame, moved as the action says" is then a
 local map from the first layer on, instead of a path through a zero-gated temporal attention
-followed by a spatial one.
+followed by a spatial one. ``prev_frame_count`` K > 1 embeds frames t-2 .. t-K the same way
+(one embedding per lag): two positions of a moving object give its velocity.
 
 Head 1 (the denoising head) is the final layer after the last block; its output is whatever
 the objective trains it for (v or x0). The far heads (``heads.py``) branch after block L_b.
@@ -63,12 +64,19 @@ def actions_into_frames(actions: Tensor, start: int) -> Tensor:
     return torch.cat([first, actions[:, :-1]], dim=1)
 
 
-def previous_frames(latents: Tensor, prev: Tensor | None) -> Tensor:
-    """The frame before each frame of a call, (B, T, C, H, W): ``prev`` (B, C, H, W) before
-    the first (None: zeros, as before the first frame of a training clip), then the call's
-    own frames."""
-    first = torch.zeros_like(latents[:, :1]) if prev is None else prev.unsqueeze(1)
-    return torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
+def previous_frames(latents: Tensor, prev: Tensor | None, lag: int = 1) -> Tensor:
+    """The frame ``lag`` frames before each frame of a call, (B, T, C, H, W). ``prev``: the
+    inputs before the call's first frame, (B, C, H, W) for one or (B, K, C, H, W) oldest
+    first; frames before those (or all of them, None) are zeros, as before the first frame
+    of a training clip."""
+    b, t = latents.shape[:2]
+    if prev is None:
+        prev = latents[:, :0]
+    elif prev.ndim == latents.ndim - 1:
+        prev = prev.unsqueeze(1)
+    prev = prev[:, prev.shape[1] - min(lag, prev.shape[1]) :].to(latents.dtype)
+    pad = latents.new_zeros((b, lag - prev.shape[1], *latents.shape[2:]))
+    return torch.cat([pad, prev, latents], dim=1)[:, :t]
 
 
 class KVCache:
@@ -133,6 +141,13 @@ class DynamicsModel(nn.Module):
         if cfg.prev_frame_input:
             maps = cfg.action_rows if cfg.prev_frame_per_action else 1
             self.prev_embed = NeighbourhoodEmbed(c, p, cfg.prev_frame_kernel, d, maps)
+        # Frames t-2 .. t-K (``prev_frame_count``), one embedding per lag.
+        self.older_embeds = None
+        if cfg.prev_frame_input and cfg.prev_frame_count > 1:
+            self.older_embeds = nn.ModuleList(
+                NeighbourhoodEmbed(c, p, cfg.prev_frame_kernel, d)
+                for _ in range(cfg.prev_frame_count - 1)
+            )
         self.register_buffer("pos_embed", sincos_2d(self.grid, d), persistent=False)
         self.noise_embed = NoiseLevelEmbed(d)
         # Rows: the actions, the clip start, then the null action (``null_action``).
@@ -179,20 +194,22 @@ class DynamicsModel(nn.Module):
         self,
         latents: Tensor,
         prev: Tensor | None = None,
-        before: Tensor | None = None,
         actions_in: Tensor | None = None,
+        past: Tensor | None = None,
     ) -> Tensor:
         """(B, T, C, H, W) -> tokens (B, T, N, D) with spatial positions. With
-        ``prev_frame_input`` each frame also embeds the frame before it: ``before``
-        (B, T, C, H, W) when given, else the call's own previous frame, ``prev`` (B, C, H, W)
-        (None: zeros) standing before ``latents[:, 0]``; with ``prev_frame_per_action`` through
-        the matrix of the action leading into the frame, ``actions_in`` (B, T), which with
-        ``action_input`` is also added to every token of its frame."""
+        ``prev_frame_input`` each frame also embeds the ``prev_frame_count`` frames before it,
+        taken from ``past`` (B, T, C, H, W; None: the call's own frames, ``latents``) preceded
+        by ``prev`` (the inputs before the call, see ``previous_frames``; None: zeros); with
+        ``prev_frame_per_action`` the previous frame through the matrix of the action leading
+        into the frame, ``actions_in`` (B, T), which with ``action_input`` is also added to
+        every token of its frame."""
         tokens = self.input_embed(latents)
+        source = latents if past is None else past
         if self.prev_embed is not None:
-            if before is None:
-                before = previous_frames(latents, prev)
-            tokens = tokens + self.prev_embed(before, actions_in)
+            tokens = tokens + self.prev_embed(previous_frames(source, prev), actions_in)
+        for lag, older in enumerate(self.older_embeds or (), start=2):
+            tokens = tokens + older(previous_frames(source, prev, lag))
         if self.action_tokens is not None and actions_in is not None:
             tokens = tokens + self.action_tokens(actions_in).unsqueeze(2).to(tokens.dtype)
         return tokens + self.pos_embed.to(tokens.dtype)
@@ -228,9 +245,10 @@ class DynamicsModel(nn.Module):
         the first frame of an episode or clip); context_level (B, T): the context level, embedded
         with ``context_level_embed`` (None: 0). With ``cache``, the frames also attend to the
         cache's committed earlier frames, and are committed to it only if ``commit`` (pass it
-        once a frame is final, not on every denoising step). ``prev`` (B, C, H, W): the input
-        of frame ``start_frame - 1`` as it was shown to the model, for ``prev_frame_input``
-        (None: zeros, as before the first frame of a training clip). ``commit_frames``: commit
+        once a frame is final, not on every denoising step). ``prev`` (B, C, H, W) or
+        (B, K, C, H, W): the inputs of frames ``start_frame - K .. start_frame - 1`` as they
+        were shown to the model, for ``prev_frame_input`` and ``residual_output`` (None:
+        zeros, as before the first frame of a training clip). ``commit_frames``: commit
         only the call's first frames (None: all), so finished frames can be committed in the
         same call as the first denoising step of the next (causal: the later frames cannot
         change their keys and values). ``reference`` (B, T, C, H, W): what ``residual_output``
@@ -239,7 +257,7 @@ class DynamicsModel(nn.Module):
         cond = self.condition(tau, actions_in, context_level)
         frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
         before = previous_frames(x, prev)
-        h = self.embed(x, before=before, actions_in=actions_in)
+        h = self.embed(x, prev, actions_in=actions_in)
         branch = None
         for i, block in enumerate(self.blocks):
             ring = cache.rings[i] if cache is not None else None
@@ -284,7 +302,7 @@ class DynamicsModel(nn.Module):
         h = torch.cat(
             [
                 self.embed(context, actions_in=actions_in),
-                self.embed(x, before=before, actions_in=actions_in),
+                self.embed(x, actions_in=actions_in, past=context),
             ],
             dim=1,
         )
@@ -368,6 +386,7 @@ class DynamicsModel(nn.Module):
         shared = [
             self.input_embed,
             self.prev_embed,
+            self.older_embeds,
             self.noise_embed,
             self.action_embed,
             self.action_tokens,

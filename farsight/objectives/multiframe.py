@@ -87,6 +87,23 @@ def frame_mse(pred: Tensor, target: Tensor) -> Tensor:
     return (pred.float() - target.float()).pow(2).flatten(2).mean(-1)
 
 
+def motion_map(clean: Tensor) -> Tensor:
+    """(B, T, C, h, w) clean latents -> (B, T, 1, h, w): how much each position changed from
+    the frame before (mean absolute change over channels; 0 for the first frame), divided by
+    its mean over the batch's frames that have a predecessor. No gradient flows through it."""
+    change = (clean[:, 1:].float() - clean[:, :-1].float()).abs().mean(2, keepdim=True)
+    change = change / change.mean().clamp_min(1e-6)
+    return torch.cat([torch.zeros_like(change[:, :1]), change], dim=1).detach()
+
+
+def weighted_frame_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """frame_mse with a per-position weight (B, T, 1, h, w), normalised per frame so that a
+    uniform weight gives frame_mse back."""
+    err = (pred.float() - target.float()).pow(2)
+    w = weight.expand_as(err)
+    return (err * w).flatten(2).sum(-1) / w.flatten(2).sum(-1).clamp_min(1e-6)
+
+
 def masked_mean(per_frame: Tensor, mask: Tensor) -> Tensor:
     """Mean of (B, T) over the masked positions (0 when none)."""
     mask = mask.to(per_frame.dtype)
@@ -257,7 +274,11 @@ class DenoisingObjective:
         weight = diffusion.loss_weight(
             tau, c.prediction, c.schedule, c.weighting, c.min_snr_gamma, c.snr_floor
         )
-        main = masked_mean(frame_mse(out.main, target) * weight, main_mask)
+        if c.motion_weight > 0:
+            per_frame = weighted_frame_mse(out.main, target, 1 + c.motion_weight * motion_map(x0))
+        else:
+            per_frame = frame_mse(out.main, target)
+        main = masked_mean(per_frame * weight, main_mask)
         values = {"main": main}
         diagnostics = {"tau/mean": masked_mean(tau, main_mask)}
         need_x0 = heads.multires or (heads.aux_weight > 0 and bool(out.far))

@@ -99,15 +99,16 @@ def new_state(
     full_history: bool = False,
 ) -> RolloutState:
     """An empty rollout. ``full_history`` keeps every frame (tests only: O(t) per step)."""
-    window = None if full_history else model.cfg.window
+    # The window's frames plus the inputs the oldest of them stacks (``prev_frame_count``).
+    keep = None if full_history else model.cfg.window + _history(model) - 1
     if generator is None:
         generator = torch.Generator(device=_device(model)).manual_seed(0)
     return RolloutState(
         generator=generator,
         cache=model.new_cache() if kv_cache else None,
-        clean=deque(maxlen=window),
-        actions_in=deque(maxlen=window),
-        inputs=deque(maxlen=window),
+        clean=deque(maxlen=keep),
+        actions_in=deque(maxlen=keep),
+        inputs=deque(maxlen=keep),
     )
 
 
@@ -147,6 +148,18 @@ def _last(frames: deque[Tensor]) -> Tensor | None:
     return frames[-1] if frames else None
 
 
+def _history(model: DynamicsModel) -> int:
+    """How many inputs before a call's first frame the model reads (``prev_frame_count``)."""
+    return model.cfg.prev_frame_count if model.cfg.prev_frame_input else 1
+
+
+def _before(frames: deque[Tensor], end: int, count: int) -> Tensor | None:
+    """Up to ``count`` per-frame tensors before index ``end`` of ``frames``, oldest first,
+    as (B, K, ...) (the ``prev`` of ``DynamicsModel.trunk``), or None when there is none."""
+    items = list(frames)[max(0, end - count) : max(0, end)]
+    return torch.stack(items, dim=1) if items else None
+
+
 def _stack(frames: deque[Tensor] | list[Tensor], count: int) -> Tensor:
     """The last ``count`` per-frame tensors (B, ...) -> (B, count, ...)."""
     items = list(frames)[len(frames) - count :]
@@ -169,8 +182,8 @@ def _sync_inputs(state: RolloutState, levels: ContextLevels, schedule: str) -> N
 
 def _sync_cache(model: DynamicsModel, state: RolloutState, levels: ContextLevels) -> None:
     """Rebuild the cache from the recent frames if it was computed at other levels. (For a
-    model with ``prev_frame_input`` the oldest of them is rebuilt without its own previous
-    frame, which the state no longer holds: zeros, as at the start of a training clip.)"""
+    model with ``prev_frame_input`` the oldest of them is rebuilt without those of its own
+    earlier frames the state no longer holds: zeros, as at the start of a training clip.)"""
     if state.cache is None or state.cache_levels == levels:
         return
     state.cache.reset()
@@ -234,11 +247,11 @@ def commit(
     first_fill = state.cache is not None and state.cache_levels is None and not state.clean
     in_sync = state.cache is not None and (state.cache_levels == levels or first_fill)
     limit = state.inputs.maxlen
-    # Deferred unless the deque would then drop a pending frame or the input before them.
-    defer = in_sync and (limit is None or state.pending + count < limit)
+    # Deferred unless the deque would then drop a pending frame or an input before them.
+    defer = in_sync and (limit is None or state.pending + count + _history(model) - 1 < limit)
     if in_sync and not defer:
         flush(model, state, levels)
-    prev = _last(state.inputs)
+    prev = _before(state.inputs, len(state.inputs), _history(model))
     state.clean.extend(latents.unbind(1))
     state.actions_in.extend(actions_in.unbind(1))
     state.inputs.extend(shown.unbind(1))
@@ -251,11 +264,11 @@ def commit(
             _write(model, state, shown, actions_in, prev, levels)
 
 
-def _pending(state: RolloutState) -> tuple[Tensor, Tensor, Tensor | None]:
-    """The pending frames' inputs (B, F, C, H, W) and actions (B, F), and the input before
-    them (None: zeros)."""
+def _pending(model: DynamicsModel, state: RolloutState) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The pending frames' inputs (B, F, C, H, W) and actions (B, F), and the inputs before
+    them (B, K, C, H, W; None: zeros)."""
     n = state.pending
-    before = state.inputs[-n - 1] if len(state.inputs) > n else None
+    before = _before(state.inputs, len(state.inputs) - n, _history(model))
     return _stack(state.inputs, n), _stack(state.actions_in, n), before
 
 
@@ -264,7 +277,7 @@ def flush(model: DynamicsModel, state: RolloutState, levels: ContextLevels) -> N
     """Write the pending frames' keys/values to the cache in a call of their own."""
     if not state.pending or state.cache is None:
         return
-    x, actions_in, before = _pending(state)
+    x, actions_in, before = _pending(model, state)
     _write(model, state, x, actions_in, before, levels)
     state.pending = 0
 
@@ -333,11 +346,11 @@ def predict(
                 start_frame=state.next_frame,
                 cache=state.cache,
                 commit=False,
-                prev=_last(state.inputs),
+                prev=_before(state.inputs, len(state.inputs), _history(model)),
                 reference=_reference(model, state, x, 0),
             ).main
         # The pending frames lead the call, and only they are committed.
-        done, done_actions, before = _pending(state)
+        done, done_actions, before = _pending(model, state)
         n = state.pending
         full = torch.cat([done, x], dim=1)
         out = model.trunk(
@@ -355,23 +368,23 @@ def predict(
         state.pending = 0
         return out.main[:, n:]
     # Recompute the context with the new frames. A window of W frames sees W-1 past frames.
-    limit = state.clean.maxlen
-    count = len(state.clean) if limit is None else min(len(state.clean), limit - 1)
+    full_history = state.clean.maxlen is None
+    count = len(state.clean) if full_history else min(len(state.clean), model.cfg.window - 1)
     levels = policy(target)
-    # The frame before the window, for models that stack the previous frame on their input.
-    before = len(state.clean) - count - 1
+    # The frames before the window, for models that stack earlier frames on their input.
+    start = len(state.clean) - count
     prev = None
     if policy.recomputes_context:
         ctx = x[:, :0]
         if count:
             ctx = noised(_stack(state.clean, count), levels.noise, state.generator, schedule)
-        if before >= 0 and (model.cfg.prev_frame_input or model.cfg.residual_output):
-            one = state.clean[before].unsqueeze(1)
-            prev = noised(one, levels.noise, state.generator, schedule)[:, 0]
+        stacked = _before(state.clean, start, _history(model))
+        if stacked is not None and (model.cfg.prev_frame_input or model.cfg.residual_output):
+            prev = noised(stacked, levels.noise, state.generator, schedule)
     else:
         _sync_inputs(state, levels, schedule)
         ctx = _stack(state.inputs, count) if count else x[:, :0]
-        prev = state.inputs[before] if before >= 0 else None
+        prev = _before(state.inputs, start, _history(model))
     labels = tau.new_full((tau.shape[0], count), levels.label)
     past_actions = _stack(state.actions_in, count) if count else actions_in[:, :0]
     full = torch.cat([ctx, x], dim=1)
