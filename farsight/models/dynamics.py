@@ -143,7 +143,7 @@ class DynamicsModel(nn.Module):
             self.prev_embed = NeighbourhoodEmbed(c, p, cfg.prev_frame_kernel, d, maps)
         # Frames t-2 .. t-K (``prev_frame_count``), one embedding per lag.
         self.older_embeds = None
-        if cfg.prev_frame_input and cfg.prev_frame_count > 1:
+        if cfg.prev_frame_count > 1:  # validate(): only with prev_frame_input
             self.older_embeds = nn.ModuleList(
                 NeighbourhoodEmbed(c, p, cfg.prev_frame_kernel, d)
                 for _ in range(cfg.prev_frame_count - 1)

@@ -149,8 +149,9 @@ def _last(frames: deque[Tensor]) -> Tensor | None:
 
 
 def _history(model: DynamicsModel) -> int:
-    """How many inputs before a call's first frame the model reads (``prev_frame_count``)."""
-    return model.cfg.prev_frame_count if model.cfg.prev_frame_input else 1
+    """How many inputs before a call's first frame the model reads (``prev_frame_count``;
+    1 also for a model that reads the previous frame only for ``residual_output``)."""
+    return model.cfg.prev_frame_count
 
 
 def _before(frames: deque[Tensor], end: int, count: int) -> Tensor | None:

@@ -11,12 +11,15 @@ holds every plotted figure with its 95% interval.
 from __future__ import annotations
 
 import csv
-import json
+import math
 import sys
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from farsight.eval.metrics import MetricRow
+from farsight.eval.report import read_metrics
+from farsight.eval.run import REFERENCE_FILE
 from farsight.train.curves import read_timed_scalars
 
 PANELS = [  # (metric, scale, horizons, title)
@@ -27,10 +30,11 @@ PANELS = [  # (metric, scale, horizons, title)
 ]
 
 
-def _row(rows: list[dict], metric: str, scale: int, horizon: int) -> dict | None:
+def _row(rows: list[MetricRow], metric: str, scale: int, horizon: int) -> MetricRow | None:
+    """The row of (metric, scale, horizon) that has a value (None: none has)."""
     for r in rows:
-        if (r["metric"], r.get("scale", 1), r["horizon"]) == (metric, scale, horizon):
-            return r if r.get("value") is not None else None
+        if (r.metric, r.scale, r.horizon) == (metric, scale, horizon) and not math.isnan(r.value):
+            return r
     return None
 
 
@@ -41,9 +45,8 @@ def main(run: str, evals: str, png: str, table: str) -> None:
     steps = sorted(int(p.name) for p in Path(evals).iterdir() if p.name.isdigit())
     reports = {}
     for s in steps:
-        model = json.loads((Path(evals) / str(s) / "metrics.json").read_text())["rows"]
-        copy = json.loads((Path(evals) / str(s) / "reference.json").read_text())["rows"]
-        reports[s] = (model, copy)
+        folder = Path(evals) / str(s)
+        reports[s] = (read_metrics(folder / "metrics.json"), read_metrics(folder / REFERENCE_FILE))
     lines = []
     fig = Figure(figsize=(12, 10), layout="constrained")
     axes = fig.subplots(len(PANELS), 2)
@@ -55,19 +58,18 @@ def main(run: str, evals: str, png: str, table: str) -> None:
                 series[variant] = [(s, r) for s, r in got if r is not None]
                 for s, r in series[variant]:
                     at = f"{minutes.get(s, float('nan')):.1f}"
-                    low, high = r.get("ci_low"), r.get("ci_high")
-                    lines.append([metric, scale, h, s, at, r["value"], low, high, variant])
+                    lines.append([metric, scale, h, s, at, r.value, r.ci_low, r.ci_high, variant])
             got, ref = series["model"], series["copy"]
             for col, xs in enumerate((lambda s: s, lambda s: minutes[s])):
                 ax = axes[i, col]
                 x = [xs(s) for s, _ in got]
-                line = ax.plot(x, [r["value"] for _, r in got], marker="o", ms=3, label=f"h={h}")
+                line = ax.plot(x, [r.value for _, r in got], marker="o", ms=3, label=f"h={h}")
                 colour = line[0].get_color()
-                low, high = [r["ci_low"] for _, r in got], [r["ci_high"] for _, r in got]
+                low, high = [r.ci_low for _, r in got], [r.ci_high for _, r in got]
                 ax.fill_between(x, low, high, color=colour, alpha=0.15)
                 if ref:
                     ref_x = [xs(s) for s, _ in ref]
-                    ax.plot(ref_x, [r["value"] for _, r in ref], ls="--", color=colour, lw=1)
+                    ax.plot(ref_x, [r.value for _, r in ref], ls="--", color=colour, lw=1)
         for col, xlabel in enumerate(("step", "wall-clock minutes")):
             ax = axes[i, col]
             ax.set(xlabel=xlabel, title=title)
