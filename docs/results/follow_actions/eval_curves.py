@@ -40,9 +40,16 @@ def _row(rows: list[MetricRow], metric: str, scale: int, horizon: int) -> Metric
 
 def main(run: str, evals: str, png: str, table: str) -> None:
     timed = read_timed_scalars(run)
-    tag = next(t for t in timed if t.endswith("probe_action_gain_db"))
+    tag = next((t for t in timed if t.endswith("probe_action_gain_db")), None)
+    if tag is None:
+        sys.exit(f"{run}: its TensorBoard events hold no probe_action_gain_db (a dynamics run?)")
     minutes = {s: sec / 60 for s, sec in zip(timed[tag][0], timed[tag][2], strict=True)}
     steps = sorted(int(p.name) for p in Path(evals).iterdir() if p.name.isdigit())
+    if not steps:
+        sys.exit(f"{evals}: no eval folders named by their step (EVALS/<step>)")
+    unlogged = [s for s in steps if s not in minutes]
+    if unlogged:
+        sys.exit(f"{evals}: steps {unlogged} are not validation steps of {run}")
     reports = {}
     for s in steps:
         folder = Path(evals) / str(s)
@@ -57,7 +64,7 @@ def main(run: str, evals: str, png: str, table: str) -> None:
                 got = [(s, _row(reports[s][which], metric, scale, h)) for s in steps]
                 series[variant] = [(s, r) for s, r in got if r is not None]
                 for s, r in series[variant]:
-                    at = f"{minutes.get(s, float('nan')):.1f}"
+                    at = f"{minutes[s]:.1f}"
                     lines.append([metric, scale, h, s, at, r.value, r.ci_low, r.ci_high, variant])
             got, ref = series["model"], series["copy"]
             for col, xs in enumerate((lambda s: s, lambda s: minutes[s])):
