@@ -11,7 +11,7 @@ import torch
 
 from farsight.data.store import StoreWriter
 from farsight.errors import UsageError
-from farsight.train.checkpoint import load_checkpoint
+from farsight.train.checkpoint import CheckpointError, load_checkpoint
 from farsight.train.dynamics import train_dynamics
 from farsight.train.recipes.dynamics import DYNAMICS_RECIPES, DynamicsRunConfig
 from farsight.world_model import load_world_model
@@ -68,6 +68,45 @@ def test_resume_repeats_the_uninterrupted_losses(arena_world, tmp_path, monkeypa
     assert load_checkpoint(tmp_path / "b")["step"] == 3
     resumed = train_dynamics(DynamicsRunConfig(), tmp_path / "b", resume=True, progress=False)
     assert resumed.losses == straight.losses[3:]
+
+
+def test_init_from_starts_a_new_run_from_trained_weights(arena_world, tmp_path):
+    train_dynamics(tiny(arena_world), tmp_path / "source", progress=False)
+    source = load_checkpoint(tmp_path / "source")["ema"]["model"]
+    # At lr 0 the new run's steps leave its weights where they started (AdamW's decay is
+    # lr-scaled too), so its checkpoint shows what it started from.
+    still = {"train.optim.lr": 0.0, "train.steps": 2}
+    tuned = tiny(arena_world, **still, **{"train.init_from": str(tmp_path / "source")})
+    train_dynamics(tuned, tmp_path / "tuned", progress=False)
+    fresh = train_dynamics(tiny(arena_world, **still), tmp_path / "fresh", progress=False)
+    ckpt = load_checkpoint(tmp_path / "tuned")
+    assert ckpt["step"] == 2 and fresh.step == 2
+    assert ckpt["config"]["train"]["init_from"] == str(tmp_path / "source")
+    for name, value in source.items():
+        assert torch.equal(ckpt["model"][name], value), name
+    untouched = load_checkpoint(tmp_path / "fresh")["model"]
+    assert not all(torch.equal(untouched[k], v) for k, v in source.items())
+
+
+def test_init_from_refuses_another_kind_model_or_autoencoder(arena_world, tmp_path):
+    train_dynamics(tiny(arena_world), tmp_path / "source", progress=False)
+    src = str(tmp_path / "source")
+    wider = tiny(arena_world, **{"train.init_from": src, "model.num_heads": 1})
+    with pytest.raises(CheckpointError, match=r"its model differs .*model\.num_heads \d+ there, 1"):
+        train_dynamics(wider, tmp_path / "wider", progress=False)
+    assert not (tmp_path / "wider").exists()
+    ae = tiny(arena_world, **{"train.init_from": str(arena_world / "ae")})
+    with pytest.raises(CheckpointError, match="is a 'autoencoder' checkpoint"):
+        train_dynamics(ae, tmp_path / "ae", progress=False)
+    # The same model, trained on another autoencoder's latents.
+    ckpt = load_checkpoint(src)
+    state = ckpt["extra"]["autoencoder"]["state"]
+    name = next(iter(state))
+    state[name] = state[name] + 1
+    torch.save(ckpt, tmp_path / "other_ae.pt")
+    other = tiny(arena_world, **{"train.init_from": str(tmp_path / "other_ae.pt")})
+    with pytest.raises(CheckpointError, match="latents of another autoencoder"):
+        train_dynamics(other, tmp_path / "other", progress=False)
 
 
 def test_gradient_cosine_diagnostic_leaves_training_unchanged(arena_world, tmp_path):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from farsight.config import to_dict
+from farsight.config import from_dict, to_dict
 from farsight.errors import FarsightError
 from farsight.io import atomic_write
 
@@ -165,3 +165,32 @@ def model_state(ckpt: dict, weights: str = "ema") -> dict:
     """The model weights to load from ``ckpt``: the EMA copy when asked and present (every
     evaluation, rollout and play uses it), else the trained weights (``weights="model"``)."""
     return ckpt["ema"]["model"] if weights == "ema" and ckpt.get("ema") else ckpt["model"]
+
+
+def init_from_checkpoint(
+    model: torch.nn.Module, path: str | Path, *, kind: str, config: Any, extra: dict | None = None
+) -> dict:
+    """Load the EMA weights of checkpoint ``path`` into ``model`` (``train.init_from``) and
+    return the checkpoint. ``config`` is the new run's whole config: the checkpoint must be of
+    ``kind`` and its model config equal to ``config.model`` (after the stored config is read
+    with today's defaults and renames); when both it and ``extra`` carry an ``autoencoder``, the
+    two must hold the same weights (latents of another autoencoder mean something else)."""
+    ckpt = load_checkpoint(path, kind=kind)
+    where = f"train.init_from={path}"
+    stored = from_dict(type(config), ckpt["config"], source=f"checkpoint {ckpt['path']}").model
+    theirs, ours = to_dict(stored), to_dict(config.model)
+    differ = [k for k in ours if theirs.get(k) != ours[k]]
+    if differ:
+        shown = ", ".join(f"model.{k} {theirs.get(k)!r} there, {ours[k]!r} here" for k in differ)
+        raise CheckpointError(f"{where}: its model differs from this run's: {shown}")
+    their_ae = ckpt["extra"].get("autoencoder")
+    our_ae = (extra or {}).get("autoencoder")
+    if their_ae is not None and our_ae is not None:
+        a, b = their_ae["state"], our_ae["state"]
+        if a.keys() != b.keys() or any(not torch.equal(a[k], b[k].cpu()) for k in a):
+            raise CheckpointError(
+                f"{where} was trained on the latents of another autoencoder than this run's "
+                "data.autoencoder: its weights would read these latents wrongly"
+            )
+    model.load_state_dict(model_state(ckpt, "ema"))
+    return ckpt

@@ -50,6 +50,12 @@ class TrainConfig:
     """torch.use_deterministic_algorithms: slower, for exact-resume checks."""
     threads: int = 0
     """torch intra-op threads; 0 keeps torch's default (one per core)."""
+    init_from: str = ""
+    """A checkpoint (file or run folder) whose EMA weights this run starts from: fine-tuning a
+    trained model under another recipe, with a fresh optimizer and LR schedule from step 0. It
+    must be of the same kind and model config (and, for dynamics, read the same autoencoder's
+    latents); "" starts from random weights. A resumed run takes its weights from its own
+    checkpoint instead."""
 
     def validate(self) -> TrainConfig:
         if self.steps < 1 or self.batch_size < 1:

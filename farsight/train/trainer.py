@@ -32,7 +32,7 @@ from farsight.config import from_dict, to_dict
 from farsight.errors import UsageError
 from farsight.io import atomic_write_json
 from farsight.parallel import DistInfo
-from farsight.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from farsight.train.checkpoint import CHECKPOINT_NAME, init_from_checkpoint, load_checkpoint
 from farsight.train.config import TrainConfig
 from farsight.train.loop import Batches, ObjectiveFn, TrainResult, Validate, train
 
@@ -119,6 +119,12 @@ def run_training(
         )
     with trainer.session(cfg) as info:
         parts = trainer.prepare(cfg, info, ckpt["step"] if ckpt else 0, progress)
+        if ckpt is None and cfg.train.init_from:
+            # Full weights go in on every rank, before the loop may wrap or shard the model.
+            init_from_checkpoint(
+                parts.model, cfg.train.init_from, kind=trainer.kind, config=cfg, extra=parts.extra
+            )
+            parts.summary += f"; starts from {cfg.train.init_from}"
         if not resume and info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(out / "config.json", {"kind": trainer.kind, "config": to_dict(cfg)})
