@@ -84,17 +84,51 @@ def test_init_from_starts_a_new_run_from_trained_weights(arena_world, tmp_path):
     assert ckpt["config"]["train"]["init_from"] == str(tmp_path / "source")
     for name, value in source.items():
         assert torch.equal(ckpt["model"][name], value), name
+        assert torch.equal(ckpt["ema"]["model"][name], value), name
     untouched = load_checkpoint(tmp_path / "fresh")["model"]
     assert not all(torch.equal(untouched[k], v) for k, v in source.items())
+
+
+def test_a_run_started_from_weights_resumes_without_them(arena_world, tmp_path, monkeypatch):
+    """Resume reads the run's own checkpoint: the weights it started from may be gone."""
+    train_dynamics(tiny(arena_world), tmp_path / "source", progress=False)
+
+    def cfg() -> DynamicsRunConfig:
+        return tiny(arena_world, **{"train.init_from": str(tmp_path / "source")})
+
+    straight = train_dynamics(cfg(), tmp_path / "a", progress=False)
+    from farsight.train import loop
+
+    original = loop.save_checkpoint
+
+    def crash_after_save(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_dynamics(cfg(), tmp_path / "b", progress=False)
+    monkeypatch.undo()
+    (tmp_path / "source" / "checkpoint.pt").unlink()
+    resumed = train_dynamics(DynamicsRunConfig(), tmp_path / "b", resume=True, progress=False)
+    assert resumed.losses == straight.losses[3:]
 
 
 def test_init_from_refuses_another_kind_model_or_autoencoder(arena_world, tmp_path):
     train_dynamics(tiny(arena_world), tmp_path / "source", progress=False)
     src = str(tmp_path / "source")
-    wider = tiny(arena_world, **{"train.init_from": src, "model.num_heads": 1})
+    other_heads = tiny(arena_world, **{"train.init_from": src, "model.num_heads": 1})
     with pytest.raises(CheckpointError, match=r"its model differs .*model\.num_heads \d+ there, 1"):
-        train_dynamics(wider, tmp_path / "wider", progress=False)
-    assert not (tmp_path / "wider").exists()
+        train_dynamics(other_heads, tmp_path / "heads", progress=False)
+    assert not (tmp_path / "heads").exists()
+    nested = tiny(arena_world, **{"train.init_from": src, "model.heads.resolutions": (1, 1, 1, 1)})
+    with pytest.raises(
+        CheckpointError, match=r"heads\.resolutions \(1, 2, 4, 8\) there, \(1, 1, 1, 1\) here"
+    ):
+        train_dynamics(nested, tmp_path / "nested", progress=False)
+    missing = tiny(arena_world, **{"train.init_from": str(tmp_path / "nowhere")})
+    with pytest.raises(CheckpointError, match=r"train\.init_from=.*nowhere: checkpoint not found"):
+        train_dynamics(missing, tmp_path / "missing", progress=False)
     ae = tiny(arena_world, **{"train.init_from": str(arena_world / "ae")})
     with pytest.raises(CheckpointError, match="is a 'autoencoder' checkpoint"):
         train_dynamics(ae, tmp_path / "ae", progress=False)

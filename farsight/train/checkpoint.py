@@ -167,6 +167,17 @@ def model_state(ckpt: dict, weights: str = "ema") -> dict:
     return ckpt["ema"]["model"] if weights == "ema" and ckpt.get("ema") else ckpt["model"]
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    """Nested config dict -> {"a.b": value}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def init_from_checkpoint(
     model: torch.nn.Module, path: str | Path, *, kind: str, config: Any, extra: dict | None = None
 ) -> dict:
@@ -175,10 +186,16 @@ def init_from_checkpoint(
     ``kind`` and its model config equal to ``config.model`` (after the stored config is read
     with today's defaults and renames); when both it and ``extra`` carry an ``autoencoder``, the
     two must hold the same weights (latents of another autoencoder mean something else)."""
-    ckpt = load_checkpoint(path, kind=kind)
     where = f"train.init_from={path}"
-    stored = from_dict(type(config), ckpt["config"], source=f"checkpoint {ckpt['path']}").model
-    theirs, ours = to_dict(stored), to_dict(config.model)
+    try:
+        ckpt = load_checkpoint(path, kind=kind)
+        source = f"checkpoint {ckpt['path']}"
+        stored = from_dict(type(config), ckpt["config"], source=source).model
+    except FarsightError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    # Every field, even one that shapes no weight (window, residual_output), decides what
+    # the weights compute, so any difference is refused rather than trained on.
+    theirs, ours = _flat(to_dict(stored)), _flat(to_dict(config.model))
     differ = [k for k in ours if theirs.get(k) != ours[k]]
     if differ:
         shown = ", ".join(f"model.{k} {theirs.get(k)!r} there, {ours[k]!r} here" for k in differ)
