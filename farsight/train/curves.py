@@ -27,22 +27,36 @@ def read_scalars(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]
 def read_timed_scalars(
     run_dir: str | Path,
 ) -> dict[str, tuple[list[int], list[float], list[float]]]:
-    """As ``read_scalars``, with each value's wall-clock seconds since the run's first event."""
+    """As ``read_scalars``, with each value's training wall-clock seconds: from the run's first
+    event, leaving out the pauses of a resumed run. Each session of a run writes its own event
+    file, and a session's clock starts where the previous one's last event left it."""
     # lazy: the train extra's packages are imported where used (farsight.extras).
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tb = Path(run_dir) / "tb"
     if not tb.is_dir():
         raise UsageError(f"run {run_dir} has no TensorBoard folder {tb}")
-    events = EventAccumulator(str(tb), size_guidance={"scalars": 0})
-    events.Reload()
-    by_tag = {tag: events.Scalars(tag) for tag in events.Tags().get("scalars", [])}
-    start = min((e.wall_time for es in by_tag.values() for e in es), default=0.0)
+    sessions = []
+    for path in tb.glob("events.out.tfevents.*"):
+        events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        events.Reload()
+        by_tag = {tag: events.Scalars(tag) for tag in events.Tags().get("scalars", [])}
+        times = [e.wall_time for es in by_tag.values() for e in es]
+        if times:
+            sessions.append((min(times), max(times), by_tag))
+    clock = 0.0
+    by_step: dict[str, dict[int, tuple[float, float]]] = {}
+    for first, last, by_tag in sorted(sessions, key=lambda s: s[0]):
+        for tag, scalars in by_tag.items():
+            # A later session logs again the steps after its checkpoint: its values stand.
+            by_step.setdefault(tag, {}).update(
+                {e.step: (e.value, clock + e.wall_time - first) for e in scalars}
+            )
+        clock += last - first
     out = {}
-    for tag, scalars in by_tag.items():
-        by_step = {e.step: (e.value, e.wall_time - start) for e in scalars}
-        steps = sorted(by_step)
-        out[tag] = (steps, [by_step[s][0] for s in steps], [by_step[s][1] for s in steps])
+    for tag, values in by_step.items():
+        steps = sorted(values)
+        out[tag] = (steps, [values[s][0] for s in steps], [values[s][1] for s in steps])
     return out
 
 
