@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from farsight.config import ConfigError
 from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.lam_config import LAMConfig
 from farsight.latent_actions import code_usage_stats, latent_usage, usage_line
@@ -175,6 +176,31 @@ def test_displacement_codes_move_the_frame_their_way():
         assert min(errors, key=errors.get) == move
     plain = LatentActionModel(LAMConfig(width=16, blocks=1, down=1, norm_groups=4))
     assert not hasattr(plain.decoder, "move")
+
+
+def test_move_gate_starts_open_and_can_hold_an_axis():
+    """``move_gate`` starts as the plain ``displacement`` (a gate of 1: the same prediction),
+    and a gate closed on one axis moves x_t along the other axis only (a view held at a wall
+    while the code still says which way the actor went)."""
+    torch.manual_seed(0)
+    base = dict(width=16, blocks=1, down=1, norm_groups=4, num_codes=9, fsq_levels=(3, 3))
+    plain = LatentActionModel(LAMConfig(**base, displacement=2.0))
+    gated = LatentActionModel(LAMConfig(**base, displacement=2.0, move_gate=True))
+    missing = gated.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["decoder.move_gate.bias", "decoder.move_gate.weight"]
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    codes = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
+    with torch.no_grad():
+        assert torch.allclose(gated.decode(x, codes), plain.decode(x, codes), atol=1e-6)
+        gated.decoder.move_gate.bias.copy_(torch.tensor([0.0, -30.0]))  # dx held
+        pred = gated.decode(x, codes)
+    for i, way in enumerate([2, -2]):
+        moved = {s: torch.roll(x[i], s, (1, 2)) for s in gated.decoder.shifts}
+        errors = {s: float((pred[i] - m).abs().mean()) for s, m in moved.items()}
+        assert min(errors, key=errors.get)[1] == 0  # no move along x
+        assert errors[(way, 0)] < errors[(-way, 0)]  # along y still the code's way
+    with pytest.raises(ConfigError, match="move_gate"):
+        LAMConfig(**base, move_gate=True).validate()
 
 
 def test_train_with_context(store, tmp_path):

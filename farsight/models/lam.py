@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from farsight.lam_config import LAMConfig
@@ -207,6 +208,15 @@ class LAMDecoder(nn.Module):
                 self.register_buffer(
                     "shift_grid", torch.tensor(self.shifts, dtype=torch.float32), persistent=False
                 )
+                self.move_gate = None
+                if cfg.move_gate:
+                    # (dy, dx) gate logits from the decoder's last features on a 4 x 4 grid of
+                    # cells (where in the view the walls and the actor are, and the code: at a
+                    # wall, which way the actor goes decides whether the view follows); zero
+                    # init: a gate of 1.
+                    self.move_gate = nn.Linear(d * GATE_CELLS**2, 2)
+                    nn.init.zeros_(self.move_gate.weight)
+                    nn.init.zeros_(self.move_gate.bias)
             nn.init.zeros_(self.warp.weight)
             with torch.no_grad():  # start as a copy of x_t: all weight on the (0, 0) shift
                 self.warp.bias.zero_()
@@ -235,6 +245,9 @@ class LAMDecoder(nn.Module):
             vote = self.warp_action(cond)
             if self.displacement:
                 move = code.float() @ self.move.t()  # (B, 2) pixels
+                if self.move_gate is not None:
+                    cells = rearrange(F.adaptive_avg_pool2d(h, GATE_CELLS), "b d h w -> b (d h w)")
+                    move = move * 2 * torch.sigmoid(self.move_gate(cells).float())
                 gap = (self.shift_grid[None] - move[:, None]).pow(2).sum(-1)  # (B, S)
                 vote = vote + (-self.sharpness * gap / self.step**2).to(vote.dtype)
             logits = self.warp(h) + vote[:, :, None, None]
@@ -246,6 +259,10 @@ class LAMDecoder(nn.Module):
             base = torch.einsum("bshw,bschw->bchw", weights, moved.float())
             return base.to(out.dtype) + out
         return frames + out if self.residual else out
+
+
+GATE_CELLS = 4
+"""``move_gate`` reads the decoder's last features average-pooled to GATE_CELLS x GATE_CELLS."""
 
 
 def _fsq_threshold(levels: int, eps: float) -> float:
