@@ -62,7 +62,8 @@ class LAMConfig:
     actor went, so one code could mean one action whether the view or the actor moved. On
     the sprite store (nothing moves but the sprite) it raised the test NMI from 0.91 / 0.87
     to 0.99 / 0.93 (two seeds); on the arena (``lam_move``, 30 minutes) it did not: 0.336
-    against 0.358, the codes still the camera's move (``docs/results/lam``)."""
+    against 0.358 and 0.327 (two seeds), the codes still the camera's move
+    (``docs/results/lam``)."""
     motion_readout: bool = False
     """The encoder's head also reads, per shift s of the cost volume, the spatial mean and max
     of cost(0) - cost(s): how much better s explains x_{t+1} than "nothing moved", over the
