@@ -56,13 +56,13 @@ class LAMConfig:
     error a blur along the axis is worth as much as the exact move there."""
     move_gate: bool = False
     """With ``displacement``: the decoder scales the code's move per axis by a gate in (0, 2)
-    that it reads off x_t (its features pooled to 4 x 4 cells), starting at 1 (the plain
-    ``displacement``). Where the view cannot follow the actor (a camera held at a wall of the
-    level) the frame's move on that axis can go to 0 while the code still says which way the
-    actor went, so one code could mean one action whether the view or the actor moved. On
-    the sprite store (nothing moves but the sprite) it raised the test NMI from 0.91 / 0.87
-    to 0.99 / 0.93 (two seeds); on the arena (``lam_move``, 30 minutes) it did not: 0.336
-    against 0.358 and 0.327 (two seeds), the codes still the camera's move
+    that it reads off its last features (x_t under the code, pooled to 4 x 4 cells), starting
+    at 1 (the plain ``displacement``). Where the view cannot follow the actor (a camera held
+    at a wall of the level) the frame's move on that axis can go to 0 while the code still
+    says which way the actor went, so one code could mean one action whether the view or the
+    actor moved. On the sprite store (nothing moves but the sprite) it raised the test NMI
+    from 0.91 / 0.87 to 0.99 / 0.93 (two seeds); on the arena (``lam_move``, 30 minutes) it
+    did not: 0.336 against 0.358 and 0.327 (two seeds), the codes still the camera's move
     (``docs/results/lam``)."""
     motion_readout: bool = False
     """The encoder's head also reads, per shift s of the cost volume, the spatial mean and max

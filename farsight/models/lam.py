@@ -46,6 +46,9 @@ from farsight.lam_config import LAMConfig
 from farsight.models.autoencoder import ResBlock, groups_for
 from farsight.models.fsq import FSQ
 
+GATE_CELLS = 4
+"""``move_gate`` reads the decoder's last features average-pooled to GATE_CELLS x GATE_CELLS."""
+
 
 def shifts(radius: int, step: int) -> list[tuple[int, int]]:
     """The (dy, dx) pixel shifts of the cost volume and the warp, row-major; the middle one is
@@ -259,10 +262,6 @@ class LAMDecoder(nn.Module):
             base = torch.einsum("bshw,bschw->bchw", weights, moved.float())
             return base.to(out.dtype) + out
         return frames + out if self.residual else out
-
-
-GATE_CELLS = 4
-"""``move_gate`` reads the decoder's last features average-pooled to GATE_CELLS x GATE_CELLS."""
 
 
 def _fsq_threshold(levels: int, eps: float) -> float:

@@ -7,7 +7,8 @@ on fixed clips and noise: what to compare across steps), where logged the action
 (``val/probe_*_gain_db``: does the model use its actions, does it beat copying the last
 frame), and the cosine between each far head's gradient and the main head's on the shared
 trunk. ``write_probe_comparison`` puts several runs' action probes side by side, against
-step and against wall-clock. Needs the ``train`` extra (tensorboard, matplotlib).
+step and against wall-clock (``write_run_comparison``: any validation scalars). Needs the
+``train`` extra (tensorboard, matplotlib).
 """
 
 from __future__ import annotations
@@ -108,23 +109,36 @@ PROBE_TAGS = ("val/probe_action_gain_db", "val/probe_copy_gain_db")
 def write_probe_comparison(runs: dict[str, str | Path], path: str | Path, title: str = "") -> Path:
     """The action probe of several runs (label -> run folder): action gain and gain over
     copy-last-frame, each against step and against wall-clock minutes."""
+    names = ("action gain: random vs true action", "gain over copy-last")
+    panels = [(tag, name, "dB") for tag, name in zip(PROBE_TAGS, names, strict=True)]
+    return write_run_comparison(runs, path, panels, title)
+
+
+def write_run_comparison(
+    runs: dict[str, str | Path],
+    path: str | Path,
+    panels: list[tuple[str, str, str]],
+    title: str = "",
+) -> Path:
+    """Validation scalars of several runs (label -> run folder), one row per panel
+    (tag, title, y label), each against step and against wall-clock minutes."""
     # lazy: the train extra's packages are imported where used (farsight.extras).
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 7.5), layout="constrained")
-    axes = fig.subplots(2, 2)
+    fig = Figure(figsize=(11, 3.75 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 2, squeeze=False)
     for label, run in runs.items():
         scalars = read_timed_scalars(run)
-        for row, tag in enumerate(PROBE_TAGS):
+        for row, (tag, _, _) in enumerate(panels):
             if tag not in scalars:
                 raise UsageError(f"run {run} logged no {tag}")
             steps, values, seconds = scalars[tag]
             axes[row, 0].plot(steps, values, marker="o", ms=3, label=label)
             axes[row, 1].plot([s / 60 for s in seconds], values, marker="o", ms=3, label=label)
-    for row, name in enumerate(("action gain: random vs true action", "gain over copy-last")):
+    for row, (_, name, ylabel) in enumerate(panels):
         for col, xlabel in enumerate(("step", "wall-clock minutes")):
             ax = axes[row, col]
-            ax.set(xlabel=xlabel, ylabel="dB", title=name)
+            ax.set(xlabel=xlabel, ylabel=ylabel, title=name)
             ax.axhline(0.0, color="grey", lw=0.8)
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
