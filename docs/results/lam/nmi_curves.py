@@ -15,6 +15,8 @@ PANELS = [
 
 
 def main(out: str, runs: list[str]) -> None:
+    if not runs or any("=" not in spec for spec in runs):
+        raise SystemExit(f"give runs as LABEL=RUN_FOLDER, got {runs}")
     labelled = dict(spec.split("=", 1) for spec in runs)
     print(f"wrote {write_run_comparison(labelled, out, PANELS)}")
 
