@@ -218,3 +218,23 @@ def test_train_lam_writes_agreement(tmp_path):
     assert list((tmp_path / "run" / "samples").glob("actions_step*.png"))
     lam, _, _ = load_lam(tmp_path / "run")
     assert lam.num_codes == 8
+
+
+def test_still_reference_cancels_the_scene():
+    """With ``still_reference`` the encoder's output is relative to the still pair (x_t, x_t):
+    a pair where nothing changed gets exactly the bias (3 FSQ levels: the middle code, "no
+    move") whatever the scene, and a pair's code does not depend on the rest of its batch."""
+    lam = tiny(still_reference=True, num_codes=9, fsq_levels=(3, 3)).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 6, 3, 32, 32, generator=g) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(lam.encoder(x, x), lam.encoder.out.bias.expand(6, 2))
+        still = int(lam.index_of(torch.zeros(1, 2)))
+        assert lam.infer(x, x).tolist() == [still] * 6
+        whole = lam.infer(x, y)
+        alone = torch.cat([lam.infer(x[i : i + 1], y[i : i + 1]) for i in range(6)])
+    assert torch.equal(whole, alone)
+    # without it the still pair's output depends on the scene
+    plain = tiny(num_codes=9, fsq_levels=(3, 3)).eval()
+    with torch.no_grad():
+        assert plain.encoder(x, x).std(0).min() > 1e-4

@@ -114,7 +114,8 @@ def cost_volume(frames: Tensor, next_frames: Tensor, radius: int, step: int, pat
 
 class LAMEncoder(nn.Module):
     """(x_t, x_{t+1}, x_{t+1} - x_t, cost volume) -> (B, Dz). The explicit difference and the
-    matching costs make motion the easiest thing to read off."""
+    matching costs make motion the easiest thing to read off. With ``still_reference`` the
+    output is taken relative to the still pair (x_t, x_t)."""
 
     def __init__(self, cfg: LAMConfig):
         super().__init__()
@@ -135,8 +136,19 @@ class LAMEncoder(nn.Module):
         readout = 2 * cfg.motion_shifts if self.readout else 0
         self.head = nn.Sequential(nn.Linear(2 * d + readout, d), nn.SiLU())
         self.out = nn.Linear(d, cfg.latent_dim)
+        self.still_reference = cfg.still_reference
 
     def forward(self, frames: Tensor, next_frames: Tensor) -> Tensor:
+        if not self.still_reference:
+            return self.out(self.features(frames, next_frames))
+        # The pair's features less those of (x_t, x_t), in one batch: what the scene alone
+        # puts into the output cancels, and a pair where nothing changed gets the bias.
+        both = self.features(torch.cat([frames, frames]), torch.cat([next_frames, frames]))
+        pair, still = both.chunk(2)
+        return F.linear(pair - still, self.out.weight) + self.out.bias
+
+    def features(self, frames: Tensor, next_frames: Tensor) -> Tensor:
+        """(B, D) the head's features of each pair, before the output layer."""
         x = next_frames - frames
         if self.frames:
             x = torch.cat([frames, next_frames, x], dim=1)
@@ -153,7 +165,7 @@ class LAMEncoder(nn.Module):
             middle = costs.shape[1] // 2  # the (0, 0) shift
             better = costs[:, middle : middle + 1] - costs
             pooled += [better.mean(dim=(2, 3)), better.amax(dim=(2, 3))]
-        return self.out(self.head(torch.cat(pooled, dim=1).to(h.dtype)))
+        return self.head(torch.cat(pooled, dim=1).to(h.dtype))
 
 
 class FiLMResBlock(nn.Module):
