@@ -32,6 +32,11 @@ def paddle_moves(store: EpisodeStore, split: str) -> tuple[list[np.ndarray], lis
 
 def main(run: str, store_path: str) -> None:
     store = EpisodeStore(store_path)
+    if "state.object_xy" not in store.arrays:
+        raise SystemExit(
+            f"{store_path} records no state.object_xy (the paddle's position): record an ALE "
+            "game with a RAM map (farsight record atari)"
+        )
     actions, moves = paddle_moves(store, "test")
     if run != "-":
         lam, _, _ = load_lam(run)
