@@ -305,6 +305,26 @@ def test_object_metrics_of_exact_shifted_blank_and_copied_frames(store64: Episod
     assert by(rows, "ball_measured")[64].value == by(exact, "ball_measured")[64].value
 
 
+@pytest.mark.slow
+def test_the_autoencoders_readback_scores_its_reconstruction(store64: EpisodeStore) -> None:
+    """``ae_<name>_*`` read the objects back from the reconstruction, not from the model's
+    frames: an exact reconstruction hits every measured object, a blank one none, whatever
+    the model drew."""
+    from farsight.eval.run import _object_rows
+
+    objects = scene_objects(store64)
+    gt, truth = clips(store64, 2, 64)
+    blank = np.broadcast_to(np.array(objects.background, np.uint8), gt.shape).copy()
+    cfg = EvalConfig(n_boot=20)
+    hs = (1, 8, 64)
+    for recon, gen, expected in ((gt, blank, 1.0), (blank, gt, 0.0)):
+        rows = _object_rows(objects, gt, gen, recon, truth, hs, cfg)
+        for name in objects.names:
+            kept = [r for r in by(rows, f"ae_{name}_hit_rate").values() if r.n]
+            assert kept and all(r.value == expected for r in kept), name
+            assert len([r for r in rows if r.metric == f"ae_{name}_window_psnr"]) == len(hs)
+
+
 def test_window_psnr_is_the_psnr_of_the_window_mse() -> None:
     gt = np.zeros((2, 3, 64, 64, 3), np.uint8)
     pred = gt.copy()
@@ -348,6 +368,7 @@ def test_eval_reports_each_object_beside_copy_and_autoencoder(
             for metric in ("error", "hit_rate", "miss_rate", "measured", "window_psnr"):
                 assert (f"{name}_{metric}", h) in keys
             assert (f"ae_{name}_window_psnr", h) in keys
+            assert (f"ae_{name}_hit_rate", h) in keys  # the autoencoder's own readback
         assert ("ae_psnr", h) in keys
     assert result.meta["objects"] == ["paddle", "ball"]
     # The paddle is always in play and readable: measured sightings at every horizon.
