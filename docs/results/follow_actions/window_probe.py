@@ -26,11 +26,12 @@ import dataclasses
 import numpy as np
 import torch
 
-from farsight import diffusion
+from farsight.errors import UsageError
 from farsight.eval.run import pick_clips
 from farsight.eval.stats import bootstrap_ci
 from farsight.latents import LatentCache
-from farsight.models.dynamics import DynamicsModel, actions_into_frames
+from farsight.models.dynamics import DynamicsModel
+from farsight.objectives.action_probe import action_probe
 from farsight.world_model import load_world_model
 
 
@@ -41,20 +42,11 @@ def with_window(model: DynamicsModel, window: int) -> DynamicsModel:
     return wider.eval()
 
 
-@torch.no_grad()
 def last_frame_mse(model, latents, actions, objective, generator) -> float:
-    """Latent MSE of head 1's one-step estimate of the last of ``latents`` (1, T, C, H, W)."""
-    t = latents.shape[1]
-    levels = torch.zeros(1, t)
-    levels[:, -1] = 1.0
-    eps = torch.randn(latents.shape, generator=generator)
-    x = diffusion.add_noise(latents, eps, levels, objective.schedule)
-    context_level = torch.zeros_like(levels) if model.cfg.context_level_embed else None
-    out = model(x, levels, actions, context_level=context_level, heads=False)
-    est = diffusion.predicted_x0(
-        out.main.float(), x, levels, objective.prediction, objective.schedule
-    )
-    return float(((est[:, -1] - latents[:, -1]) ** 2).mean())
+    """Latent MSE of head 1's one-step estimate of the last of ``latents`` (1, T, C, H, W),
+    ``actions`` (1, T) as stored (a_t taken after frame t): the action probe's setting."""
+    batch = {"latents": latents, "actions": actions, "input_frames": latents.shape[1]}
+    return action_probe(model, batch, objective, generator)["probe/mse_true"]
 
 
 def main() -> None:
@@ -75,7 +67,10 @@ def main() -> None:
     model = wm.dynamics.eval()
     cache = LatentCache(args.cache)
     longest = lengths[-1]
-    clips = pick_clips(cache.store, "test", longest, args.clips, args.seed)
+    try:
+        clips = pick_clips(cache.store, "test", longest, args.clips, args.seed)
+    except UsageError as e:
+        raise SystemExit(f"{args.cache}: no test clip of {longest} frames; lower --lengths") from e
     window = model.cfg.window
     rows = [(f"T={t}", t, model) for t in lengths]
     if args.widen:
@@ -85,7 +80,7 @@ def main() -> None:
     for i, clip in enumerate(clips):
         data = cache.store.read(clip.episode, clip.start, longest, keys=("latents", "actions"))
         latents = cache.to_float(torch.as_tensor(data["latents"])).float()[None]
-        actions = actions_into_frames(torch.as_tensor(data["actions"])[None], model.start_action)
+        actions = torch.as_tensor(data["actions"])[None].long()
         for name, t, m in rows:
             gen = torch.Generator().manual_seed(args.seed * 100_003 + i)
             scores[name].append(

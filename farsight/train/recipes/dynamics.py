@@ -41,7 +41,7 @@ class DynamicsDataConfig:
     that range. A rollout longer than the model's window puts every frame past the first few
     at a distance training with ``clip_len <= model.window`` never shows: a model that
     learned to lean on the clip's first frame (Breakout, ``docs/results/follow_actions/``)
-    then predicts 21x worse than copy-last-frame, from the first frame past the window."""
+    then predicts over 20x worse than copy-last-frame, from the first frame past the window."""
     stride: int = 1
     start_every: int = 1
     val_clips: int = 64
@@ -195,7 +195,7 @@ def dyn_atari() -> DynamicsRunConfig:
     clips of 9 to 16 frames (``data.min_clip_len``) in place of 8.
 
     With clips as long as the window (8), the Breakout model leant on its clip's first frame
-    (the one frame with no previous input) and predicted 21x worse than copy-last-frame as
+    (the one frame with no previous input) and predicted 24x worse than copy-last-frame as
     soon as that frame left its window, which in a rollout is from the first generated frame
     on: 11 dB under copy-last-frame, grain over the black field. Clip lengths drawn from 9..16
     put the trained frame at every distance from its clip's start that a rollout meets; the
