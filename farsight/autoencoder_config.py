@@ -90,3 +90,9 @@ class AutoencoderLossConfig:
     draws a dynamics model's drifting latents as faded frames instead of coloured noise."""
     latent_fade_directions: int = 3
     """Directions per faded latent (at most the latent channels)."""
+    worst: float = 0.0
+    """Weight of the mean squared error over each frame's worst ``worst_share`` of pixels.
+    A one-pixel object (Breakout's ball at 64x64) is ~1/4000 of a frame: erasing it costs the
+    mean losses almost nothing, but its pixels are the frame's worst once erased."""
+    worst_share: float = 0.005
+    """Share of each frame's pixels (H*W, errors summed over colour) the worst term averages."""

@@ -19,7 +19,7 @@ from farsight.models.autoencoder import (
     images_to_frames,
 )
 from farsight.models.fsq import FSQ
-from farsight.objectives.autoencoder import ReconstructionObjective
+from farsight.objectives.autoencoder import ReconstructionObjective, worst_pixels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -223,3 +223,27 @@ def test_latent_fade_reaches_the_decoder_of_a_share_of_the_batch():
         objective(fsq, {"frames": frames[:2]})
     with pytest.raises(ConfigError, match="latent_fade"):
         ReconstructionObjective(AutoencoderLossConfig(latent_fade=1.5))
+
+
+def test_worst_pixels_averages_each_frames_worst_share():
+    error = torch.zeros(2, 3, 4, 5)  # 20 pixels a frame
+    error[0, 0, 1, 2] = 2.0  # one pixel of frame 0: 4 summed over colour
+    error[0, 1, 1, 2] = 1.0  # same pixel: 4 + 1
+    error[0, 2, 3, 4] = 1.0
+    error[1, :, 0, 0] = 1.0  # frame 1: 3 at one pixel, 0.01 everywhere else
+    error[1, 0, 1:] = 0.1
+    # share 0.1 of 20 pixels: each frame's two worst; frame 0: (5 + 1) / 2, frame 1: (3 + 0.01) / 2
+    assert worst_pixels(error, 0.1).item() == pytest.approx((3.0 + 1.505) / 2)
+    assert worst_pixels(error, 1e-6).item() == pytest.approx((5.0 + 3.0) / 2)  # at least one
+    assert worst_pixels(error, 1.0).item() == pytest.approx(error.pow(2).sum(1).mean().item())
+    torch.manual_seed(0)
+    model = Autoencoder(TINY)
+    frames = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
+    loss, logs = ReconstructionObjective(AutoencoderLossConfig(worst=1.0))(
+        model, {"frames": frames}
+    )
+    base, _ = ReconstructionObjective(AutoencoderLossConfig())(model, {"frames": frames})
+    assert loss.item() == pytest.approx(base.item() + logs["worst"].item(), rel=1e-5)
+    for bad in ({"worst_share": 0.0}, {"worst_share": 1.5}, {"worst": -1.0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            ReconstructionObjective(AutoencoderLossConfig(**bad))

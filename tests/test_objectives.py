@@ -14,7 +14,12 @@ from farsight.models.dynamics import DynamicsModel
 from farsight.models.layers import pool_latents
 from farsight.objectives import DYNAMICS_OBJECTIVES, make_objective
 from farsight.objectives.diffusion_forcing import DiffusionForcing
-from farsight.objectives.multiframe import frame_mse, motion_map, weighted_frame_mse
+from farsight.objectives.multiframe import (
+    frame_mse,
+    motion_map,
+    weighted_frame_mse,
+    worst_frame_mse,
+)
 
 KINDS = sorted(DYNAMICS_OBJECTIVES)
 
@@ -343,3 +348,29 @@ def test_motion_weight_changes_the_loss_and_trains():
     assert torch.isfinite(weighted) and weighted.item() != plain.item()
     weighted.backward()
     assert model.final.linear.weight.grad.abs().sum() > 0
+
+
+def test_worst_term_averages_each_frames_worst_positions():
+    err = torch.zeros(1, 2, 2, 4, 4)  # 16 positions a frame, 2 channels
+    err[0, 0, 0, 1, 1] = 2.0  # frame 0: one position at (4 + 0) / 2 = 2
+    err[0, 0, :, 3, 3] = 1.0  # and one at 1
+    err[0, 1] = 0.5  # frame 1: 0.25 everywhere
+    target = torch.zeros_like(err)
+    torch.testing.assert_close(worst_frame_mse(err, target, 2 / 16), torch.tensor([[1.5, 0.25]]))
+    torch.testing.assert_close(worst_frame_mse(err, target, 1e-6), torch.tensor([[2.0, 0.25]]))
+    torch.testing.assert_close(worst_frame_mse(err, target, 1.0), frame_mse(err, target))
+    model = tiny_model()
+    batch = make_batch(model)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain, logs = make_objective(ObjectiveConfig(kind="next_frame"))(model, batch, g())
+    # worst_share=1: the worst term is the frame's own mean, so head 1's loss doubles exactly.
+    cfg = ObjectiveConfig(kind="next_frame", worst=1.0, worst_share=1.0)
+    _, doubled = make_objective(cfg)(model, batch, g())
+    torch.testing.assert_close(doubled["loss/main"], 2 * logs["loss/main"])
+    worst, _ = make_objective(ObjectiveConfig(kind="next_frame", worst=1.0))(model, batch, g())
+    assert worst > plain
+    worst.backward()
+    assert model.final.linear.weight.grad.abs().sum() > 0
+    for bad in ({"worst": -1.0}, {"worst_share": 0.0}, {"worst_share": 2.0}):
+        with pytest.raises(ConfigError, match=f"objective.{next(iter(bad))}="):
+            make_objective(ObjectiveConfig(**bad))

@@ -3,6 +3,7 @@
     L = w1 |x - x^|_1 + w2 |x - x^|_2^2 + wg |grad x - grad x^|_1     (pixels in [-1, 1])
         + kl * KL(q(z|x) || N(0, I)) per latent element   (variational continuous kind)
         + latent_l2 * mean(z^2)               (plain continuous kind with latent noise)
+        + worst * mean of the top worst_share of each frame's per-pixel |x - x^|_2^2
 
 L2 is what PSNR measures; L1 keeps flat regions exact and edges less blurred; the image-
 gradient term (finite differences along x and y) penalises soft edges directly, a sharpening
@@ -41,6 +42,14 @@ def image_gradients(images: Tensor) -> tuple[Tensor, Tensor]:
     return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
 
 
+def worst_pixels(error: Tensor, share: float) -> Tensor:
+    """Mean over frames of the mean squared error of each frame's worst ``share`` of pixels
+    (at least one), the colour channels summed per pixel. ``error``: (B, 3, H, W)."""
+    per_pixel = error.pow(2).sum(1).flatten(1)  # (B, H*W)
+    k = max(1, round(share * per_pixel.shape[1]))
+    return per_pixel.topk(k, dim=1).values.mean()
+
+
 def draw_fade(
     batch: int, channels: int, directions: int, share: float, device: torch.device
 ) -> LatentFade:
@@ -60,6 +69,10 @@ class ReconstructionObjective:
     def __init__(self, cfg: AutoencoderLossConfig):
         if not 0.0 <= cfg.latent_fade <= 1.0:
             raise ConfigError(f"objective.latent_fade={cfg.latent_fade} must lie in [0, 1]")
+        if not 0.0 < cfg.worst_share <= 1.0:
+            raise ConfigError(f"objective.worst_share={cfg.worst_share} must lie in (0, 1]")
+        if cfg.worst < 0:
+            raise ConfigError(f"objective.worst={cfg.worst} must be >= 0")
         if cfg.latent_fade_directions < 1:
             raise ConfigError(
                 f"objective.latent_fade_directions={cfg.latent_fade_directions} must be >= 1"
@@ -110,6 +123,9 @@ class ReconstructionObjective:
             (rx, ry), (tx, ty) = image_gradients(recon), image_gradients(target)
             logs["gradient"] = 0.5 * (F.l1_loss(rx, tx) + F.l1_loss(ry, ty))
             loss = loss + cfg.gradient * logs["gradient"]
+        if cfg.worst:
+            logs["worst"] = worst_pixels(error, cfg.worst_share)
+            loss = loss + cfg.worst * logs["worst"]
         if out.logvar is not None:
             mean, logvar = out.mean.float(), out.logvar.float()
             logs["kl"] = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()

@@ -7,7 +7,8 @@ frames, runs the model and computes
     L = L_1 + sum_k lambda_k L_k + mu L_aux
 
     L_1    head 1 at the positions the objective trains: SNR-weighted MSE of v or x0 (+ with
-           ``multires``, MSE of its clean estimate on the coarser pyramid levels)
+           ``multires``, MSE of its clean estimate on the coarser pyramid levels; with
+           ``worst``, + worst x the MSE of each frame's worst share of positions)
     L_k    far head k at position t vs the clean latent of frame t + k - 1 pooled by r_k
            (+ with ``multires``, the coarser pyramid levels of the same frame)
     L_aux  far head k at position t vs head 1's clean estimate of frame t + k - 1 made at
@@ -102,6 +103,14 @@ def weighted_frame_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     err = (pred.float() - target.float()).pow(2)
     w = weight.expand_as(err)
     return (err * w).flatten(2).sum(-1) / w.flatten(2).sum(-1).clamp_min(1e-6)
+
+
+def worst_frame_mse(pred: Tensor, target: Tensor, share: float) -> Tensor:
+    """(B, T, C, h, w) -> (B, T): the mean squared error (mean over channels) of each frame's
+    worst ``share`` of its h*w positions (at least one), in fp32."""
+    err = (pred.float() - target.float()).pow(2).mean(2).flatten(2)  # (B, T, h*w)
+    k = max(1, round(share * err.shape[-1]))
+    return err.topk(k, dim=-1).values.mean(-1)
 
 
 def masked_mean(per_frame: Tensor, mask: Tensor) -> Tensor:
@@ -278,6 +287,8 @@ class DenoisingObjective:
             per_frame = weighted_frame_mse(out.main, target, 1 + c.motion_weight * motion_map(x0))
         else:
             per_frame = frame_mse(out.main, target)
+        if c.worst > 0:
+            per_frame = per_frame + c.worst * worst_frame_mse(out.main, target, c.worst_share)
         main = masked_mean(per_frame * weight, main_mask)
         values = {"main": main}
         diagnostics = {"tau/mean": masked_mean(tau, main_mask)}
