@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from farsight.autoencoder_config import AutoencoderLossConfig
 from farsight.config import ConfigError
 from farsight.models.autoencoder import LatentFade, frames_to_images
+from farsight.objectives.worst import worst_share_mean
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -45,9 +46,7 @@ def image_gradients(images: Tensor) -> tuple[Tensor, Tensor]:
 def worst_pixels(error: Tensor, share: float) -> Tensor:
     """Mean over frames of the mean squared error of each frame's worst ``share`` of pixels
     (at least one), the colour channels summed per pixel. ``error``: (B, 3, H, W)."""
-    per_pixel = error.pow(2).sum(1).flatten(1)  # (B, H*W)
-    k = max(1, round(share * per_pixel.shape[1]))
-    return per_pixel.topk(k, dim=1).values.mean()
+    return worst_share_mean(error.pow(2).sum(1).flatten(1), share).mean()  # over (B, H*W)
 
 
 def draw_fade(

@@ -36,6 +36,7 @@ from farsight.config import ConfigError
 from farsight.dynamics_config import HeadsConfig, ObjectiveConfig, check_objective_fits_model
 from farsight.models.dynamics import previous_frames
 from farsight.models.layers import pool_latents
+from farsight.objectives.worst import worst_share_mean
 from farsight.parallel import all_reduce_sum, is_sharded, local, unwrap
 
 
@@ -108,9 +109,7 @@ def weighted_frame_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
 def worst_frame_mse(pred: Tensor, target: Tensor, share: float) -> Tensor:
     """(B, T, C, h, w) -> (B, T): the mean squared error (mean over channels) of each frame's
     worst ``share`` of its h*w positions (at least one), in fp32."""
-    err = (pred.float() - target.float()).pow(2).mean(2).flatten(2)  # (B, T, h*w)
-    k = max(1, round(share * err.shape[-1]))
-    return err.topk(k, dim=-1).values.mean(-1)
+    return worst_share_mean((pred.float() - target.float()).pow(2).mean(2).flatten(2), share)
 
 
 def masked_mean(per_frame: Tensor, mask: Tensor) -> Tensor:
