@@ -159,8 +159,9 @@ class DynamicsConfig:
     positions of a moving object are its velocity, a local feature from the first layer on
     (DIAMOND stacks 4 frames) rather than something temporal attention must learn to fetch.
     In ``dyn_quickstart``'s 15 minutes, and over the first 5,100 steps of ``dyn_arena_2h``
-    (Delta-PSNR at h=4 1.75 against 1.51 dB), it changed no figure beyond its interval
-    (``docs/results/follow_actions/``), so the recipes keep 1."""
+    (Delta-PSNR at h=4 1.75 against 1.51 dB), it changed no figure beyond its interval, nor
+    did it bring Breakout's ball into ``dyn_atari``'s 30 minutes (Delta-PSNR at h=4 1.08
+    against 1.53 dB; ``docs/results/follow_actions/``), so the recipes keep 1."""
     prev_frame_per_action: bool = False
     """The previous-frame embedding adds one matrix per action (the action leading into the
     frame), zero-initialised: "the last frame as this action moves it" is then a linear

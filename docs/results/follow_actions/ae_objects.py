@@ -6,7 +6,11 @@ eval`` searches generated frames (``farsight/eval/positions.py``): sightings the
 recovers from the true frame are scored; ``found`` is a blob of half the object's area within
 1/8 of the frame of its true position, ``hit`` one within 1/32 (2 px at 64 x 64).
 
-    python docs/results/follow_actions/ae_objects.py AE_RUN STORE [--frames 400]
+    python docs/results/follow_actions/ae_objects.py AE_RUN STORE [--frames 400] [--noise 0.04]
+
+``--noise`` adds Gaussian noise of that standard deviation to the normalized latents before
+decoding (a dynamics model's latent error is of that order): does the decoder still draw the
+objects from latents that are a little off?
 
 Prints, per object, the scored sightings, the found and hit shares, the mean distance of the
 found ones, and the reconstruction's PSNR over all frames read.
@@ -30,7 +34,12 @@ def main() -> None:
     p.add_argument("autoencoder")
     p.add_argument("store")
     p.add_argument("--frames", type=int, default=400)
+    p.add_argument("--noise", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    if args.noise < 0:
+        raise SystemExit(f"--noise {args.noise} must be >= 0")
+    gen = torch.Generator().manual_seed(args.seed)
     store = EpisodeStore(args.store)
     objects = scene_objects(store)
     if objects is None:
@@ -46,7 +55,9 @@ def main() -> None:
         frames = read["frames"]
         with torch.no_grad():
             images = frames_to_images(torch.as_tensor(frames))
-            recon = images_to_frames(ae.decode_normalized(ae.encode_normalized(images))).numpy()
+            latents = ae.encode_normalized(images)
+            latents = latents + args.noise * torch.randn(latents.shape, generator=gen)
+            recon = images_to_frames(ae.decode_normalized(latents)).numpy()
         sq += float(((recon.astype(np.float64) - frames) ** 2).sum())
         pixels += frames.size
         rb = read_objects(recon[None], objects.state(read)[None], objects, gt_frames=frames[None])
@@ -60,7 +71,8 @@ def main() -> None:
             row[2] += int((e <= hit_px).sum())
             row[3].extend(e.tolist())
     psnr = 10 * np.log10(255**2 / (sq / pixels))
-    print(f"{args.autoencoder} on {args.store} (test split): PSNR {psnr:.2f} dB")
+    noise = f", latent noise {args.noise}" if args.noise else ""
+    print(f"{args.autoencoder} on {args.store} (test split{noise}): PSNR {psnr:.2f} dB")
     print("| object | scored sightings | found | hit (2 px at 64) | distance of found (px) |")
     print("|---|---|---|---|---|")
     for name, (m, f, h, e) in per.items():
