@@ -31,6 +31,18 @@ from farsight.parallel import unwrap
 
 
 @torch.no_grad()
+def clean_estimate(
+    model: nn.Module, x: Tensor, levels: Tensor, actions: Tensor, cfg: ObjectiveConfig
+) -> Tensor:
+    """Head 1's clean estimate (B, T, C, H, W) of every frame of ``x`` (B, T, C, H, W) at
+    noise ``levels`` (B, T), its context labelled clean (context level 0)."""
+    plain = unwrap(model)
+    context_level = torch.zeros_like(levels) if plain.cfg.context_level_embed else None
+    out = plain(x, levels, actions, context_level=context_level, heads=False)
+    return diffusion.predicted_x0(out.main.float(), x, levels, cfg.prediction, cfg.schedule)
+
+
+@torch.no_grad()
 def action_probe(
     model: nn.Module,
     batch: dict,
@@ -51,11 +63,6 @@ def action_probe(
     levels[:, -1] = tau
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x = diffusion.add_noise(x0, eps, levels, cfg.schedule)
-    context_level = torch.zeros_like(levels) if plain.cfg.context_level_embed else None
-
-    def estimate(acts: Tensor) -> Tensor:
-        out = plain(x, levels, acts, context_level=context_level, heads=False)
-        return diffusion.predicted_x0(out.main.float(), x, levels, cfg.prediction, cfg.schedule)
 
     # a_{n_in - 2} leads into the last input frame; its replacement is another action, drawn
     # uniformly from the other A - 1 (a draw equal to the truth would only dilute the gain).
@@ -66,8 +73,10 @@ def action_probe(
     )
     random_actions[:, n_in - 2] = drawn + (drawn >= true).long()
     target = x0[:, -1:].float()
-    mse_true = frame_mse(estimate(actions)[:, -1:], target).mean()
-    mse_random = frame_mse(estimate(random_actions)[:, -1:], target).mean()
+    mse_true = frame_mse(clean_estimate(plain, x, levels, actions, cfg)[:, -1:], target).mean()
+    mse_random = frame_mse(
+        clean_estimate(plain, x, levels, random_actions, cfg)[:, -1:], target
+    ).mean()
     mse_copy = frame_mse(x0[:, -2:-1], target).mean()
     true, rand, copy = float(mse_true), float(mse_random), float(mse_copy)
     return {

@@ -56,7 +56,8 @@ def main() -> None:
         with torch.no_grad():
             images = frames_to_images(torch.as_tensor(frames))
             latents = ae.encode_normalized(images)
-            latents = latents + args.noise * torch.randn(latents.shape, generator=gen)
+            if args.noise:
+                latents = latents + args.noise * torch.randn(latents.shape, generator=gen)
             recon = images_to_frames(ae.decode_normalized(latents)).numpy()
         sq += float(((recon.astype(np.float64) - frames) ** 2).sum())
         pixels += frames.size

@@ -20,13 +20,11 @@ import argparse
 
 import numpy as np
 import torch
-from object_estimates import estimate
+from object_estimates import clips_with_latents, estimate, object_cell
 
 from farsight import diffusion
 from farsight.data.store import EpisodeStore
 from farsight.eval.positions import scene_objects
-from farsight.eval.run import pick_clips
-from farsight.models.autoencoder import frames_to_images
 from farsight.world_model import load_world_model
 
 
@@ -46,7 +44,6 @@ def main() -> None:
         raise SystemExit(f"--tau {args.tau} must lie in (0, 1], --sizes {args.sizes} be >= 1")
     torch.set_grad_enabled(False)
     wm = load_world_model(args.ckpt)
-    ae = wm.autoencoder
     store = EpisodeStore(args.store)
     objects = scene_objects(store)
     if objects is None or "ball" not in objects.names:
@@ -55,17 +52,14 @@ def main() -> None:
     keys = ("frames", "actions", *objects.state_keys(store.arrays))
     gen = torch.Generator().manual_seed(args.seed)
     kept = {s: [] for s in sizes}
-    for clip in pick_clips(store, "test", args.length, args.clips, args.seed):
-        read = store.read(clip.episode, clip.start, args.length, keys=keys)
+    for read, latents, actions in clips_with_latents(
+        wm, store, keys, args.length, args.clips, args.seed
+    ):
         state = objects.state(read)
         if not state.visible[-1, k]:
             continue
-        latents = ae.encode_normalized(frames_to_images(torch.as_tensor(read["frames"])))[None]
-        actions = torch.as_tensor(read["actions"])[None].long()
-        h, w = latents.shape[-2:]
-        factor = read["frames"].shape[1] / h  # pixels per latent cell
-        x, y = state.xy[-1, k]
-        r, c = int(y // factor), int(x // factor)
+        w = latents.shape[-1]
+        r, c = object_cell(read, latents, state.xy[-1, k])
         change = latents[0, -1, :, r, c] - latents[0, -2, :, r, c]
         col = (c + 8) % (w - 2) + 1
         for s in sizes:

@@ -41,23 +41,35 @@ from farsight.eval.positions import read_objects, scene_objects
 from farsight.eval.run import pick_clips
 from farsight.eval.stats import bootstrap_ci
 from farsight.models.autoencoder import frames_to_images, images_to_frames
+from farsight.objectives.action_probe import clean_estimate
 from farsight.world_model import load_world_model
 
 
 def estimate(wm, context: torch.Tensor, actions: torch.Tensor, last: torch.Tensor, tau: float):
     """Head 1's clean estimate (1, C, H, W) of the last frame of ``context`` (1, T, C, H, W,
     clean latents) when that frame is given as ``last`` at noise level ``tau``."""
-    model, objective = wm.dynamics, wm.objective
     x = context.clone()
     x[:, -1] = last
     levels = torch.zeros(x.shape[:2])
     levels[:, -1] = tau
-    context_level = torch.zeros_like(levels) if model.cfg.context_level_embed else None
-    out = model(x, levels, actions, context_level=context_level, heads=False)
-    x0 = diffusion.predicted_x0(
-        out.main.float(), x, levels, objective.prediction, objective.schedule
-    )
-    return x0[:, -1]
+    return clean_estimate(wm.dynamics, x, levels, actions, wm.objective)[:, -1]
+
+
+def clips_with_latents(wm, store, keys, length: int, count: int, seed: int):
+    """Yields (read, latents (1, T, C, H, W), actions (1, T)) for ``count`` test clips of
+    ``length`` frames: the store read of ``keys`` and the encoder's latents of its frames."""
+    for clip in pick_clips(store, "test", length, count, seed):
+        read = store.read(clip.episode, clip.start, length, keys=keys)
+        frames = torch.as_tensor(read["frames"])
+        latents = wm.autoencoder.encode_normalized(frames_to_images(frames))[None]
+        yield read, latents, torch.as_tensor(read["actions"])[None].long()
+
+
+def object_cell(read: dict, latents: torch.Tensor, xy) -> tuple[int, int] | None:
+    """The (row, column) of the latent cell holding pixel position ``xy`` (None if NaN)."""
+    factor = read["frames"].shape[1] / latents.shape[-2]  # pixels per latent cell
+    x, y = xy
+    return (int(y // factor), int(x // factor)) if np.isfinite(x + y) else None
 
 
 def at_cell(guess: torch.Tensor, previous: torch.Tensor, truth: torch.Tensor, cell):
@@ -92,7 +104,6 @@ def main() -> None:
         raise SystemExit(f"{args.store}: no object {args.object!r} (named objects: {names})")
     k = objects.names.index(args.object)
     keys = ("frames", "actions", *objects.state_keys(store.arrays))
-    clips = pick_clips(store, "test", args.length, args.clips, args.seed)
     hit_px = objects.size / 32
 
     for path in args.ckpts:
@@ -103,11 +114,10 @@ def main() -> None:
         hit = {name: [] for name in rows}
         cells = {name: [] for name in rows}
         gen = torch.Generator().manual_seed(args.seed)
-        for clip in clips:
-            read = store.read(clip.episode, clip.start, args.length, keys=keys)
+        for read, latents, actions in clips_with_latents(
+            wm, store, keys, args.length, args.clips, args.seed
+        ):
             frames = read["frames"]
-            latents = ae.encode_normalized(frames_to_images(torch.as_tensor(frames)))[None]
-            actions = torch.as_tensor(read["actions"])[None].long()
             eps = torch.randn(latents[:, -1].shape, generator=gen)
             outs = {
                 "copy-last-frame": latents[:, -2],
@@ -119,9 +129,7 @@ def main() -> None:
                 )
                 outs[f"tau={v} (true frame)"] = estimate(wm, latents, actions, noisy, v)
             truth = objects.state(read)[-1:][None]
-            factor = frames.shape[1] / latents.shape[-2]  # pixels per latent cell
-            x, y = truth.xy[0, 0, k]
-            cell = (int(y // factor), int(x // factor)) if np.isfinite(x + y) else None
+            cell = object_cell(read, latents, truth.xy[0, 0, k])
             for name, lat in outs.items():
                 image = images_to_frames(ae.decode_normalized(lat)).numpy()
                 rb = read_objects(image[None], truth, objects, gt_frames=frames[-1:][None])
