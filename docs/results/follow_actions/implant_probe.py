@@ -58,7 +58,9 @@ def main() -> None:
         state = objects.state(read)
         if not state.visible[-1, k]:
             continue
-        w = latents.shape[-1]
+        h, w = latents.shape[-2:]
+        if not 0 <= args.row < h:
+            raise SystemExit(f"--row {args.row}: the latent grid has rows 0..{h - 1}")
         r, c = object_cell(read, latents, state.xy[-1, k])
         change = latents[0, -1, :, r, c] - latents[0, -2, :, r, c]
         col = (c + 8) % (w - 2) + 1
