@@ -1,0 +1,177 @@
+"""Can a recipe carry a moving ball? A synthetic Breakout in latent space, minutes on a CPU.
+
+Breakout's dynamics erase the ball (``object_estimates.py``). This world isolates that: a
+16 x 16 x 8 latent grid, a faint static texture, a one-cell ball (norm 0.9, about Breakout's
+ball cell change in ``ae_atari``'s latents) moving one cell per frame diagonally and bouncing
+off the walls, and a 3-cell paddle on the bottom row that the action moves (no-op, left,
+right). The ball's next cell follows from its last two; nothing about it is random after the
+first frame, so a model that has learned the dynamics draws it exactly.
+
+A recipe (``dyn_quickstart`` by default) is trained here with its own objective and
+optimiser settings at a smaller size (``model.depth=2 model.width=64`` unless overridden),
+head 1 only, without EMA, warm-up or ``rollout_context``; then rollouts of 8 frames from 4
+true frames, sampled as the recipe samples, are searched for the ball at h = 1, 2, 4, 8:
+
+- ``hit``: the cell most like the ball (above the paddle row) is the ball's true cell,
+  with a 95% Wilson interval over the clips (copy-last-frame: 0, the ball always moves);
+- ``made``: the median share of the ball the rollout draws at its true cell (1: drawn,
+  0: absent; copy-last-frame 0);
+- ``stays``: the same at the ball's cell in the last true frame (copy-last-frame: 1).
+
+    python docs/results/follow_actions/ball_world.py [--recipe dyn_quickstart] \
+        [--steps 1200] [--clips 128] [key.sub=value ...]
+
+Overrides are those of ``farsight train dynamics`` (e.g. objective.context_level_max=0).
+Prints one JSON line per evaluation (four during training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+
+from farsight.config import apply_overrides
+from farsight.models.dynamics import DynamicsModel, actions_into_frames
+from farsight.objectives import make_objective
+from farsight.sampling.rollout import generate, new_state, prime
+from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
+
+GRID, CHANNELS, ACTIONS = 16, 8, 3
+SMALL = ["model.depth=2", "model.width=64"]
+
+
+def object_vectors(seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ball, paddle = torch.randn(2, CHANNELS, generator=g)
+    return 0.9 * ball / ball.norm(), 2.0 * paddle / paddle.norm()
+
+
+BALL, PADDLE = object_vectors()
+
+
+def clips(batch: int, frames: int, g: torch.Generator):
+    """Latents (B, T, C, G, G), actions (B, T) (a_t moves the paddle after frame t), and the
+    ball's cell per frame (B, T, 2)."""
+    actions = torch.randint(0, ACTIONS, (batch, frames), generator=g)
+    ball = torch.stack(
+        [
+            torch.randint(1, GRID - 3, (batch,), generator=g),
+            torch.randint(0, GRID, (batch,), generator=g),
+        ],
+        1,
+    )
+    velocity = torch.randint(0, 2, (batch, 2), generator=g) * 2 - 1
+    paddle = torch.randint(0, GRID - 2, (batch,), generator=g)
+    texture = 0.1 * torch.randn(batch, 1, CHANNELS, GRID, GRID, generator=g)
+    x = texture.repeat(1, frames, 1, 1, 1)
+    rows = torch.arange(batch)
+    cells = []
+    highest = torch.tensor([GRID - 2, GRID - 1])  # the ball stays above the paddle row
+    for t in range(frames):
+        x[rows, t, :, ball[:, 0], ball[:, 1]] += BALL
+        for k in range(3):
+            x[rows, t, :, GRID - 1, paddle + k] += PADDLE
+        cells.append(ball.clone())
+        step = ball + velocity
+        velocity = torch.where((step < 0) | (step > highest), -velocity, velocity)
+        ball = ball + velocity
+        move = torch.tensor([0, -1, 1])[actions[:, t]]
+        paddle = (paddle + move).clamp(0, GRID - 3)
+    return x, actions, torch.stack(cells, 1)
+
+
+def ball_search(x: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hit (B, T) and the share of the ball made at its true cell (B, T), in frames x."""
+    share = torch.einsum("btchw,c->bthw", x.float(), BALL / BALL.pow(2).sum())
+    share = share - share.median(-1, keepdim=True).values.median(-2, keepdim=True).values
+    field = share[:, :, : GRID - 1].flatten(2)
+    best = field.argmax(-1)
+    hit = (best // GRID == cells[..., 0]) & (best % GRID == cells[..., 1])
+    b, t = cells.shape[:2]
+    at = share[torch.arange(b)[:, None], torch.arange(t), cells[..., 0], cells[..., 1]]
+    return hit.float(), at
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> list[float]:
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(centre - half, 2), round(centre + half, 2)]
+
+
+@torch.no_grad()
+def evaluate(model: DynamicsModel, cfg, clips_n: int, context: int = 4, horizon: int = 8):
+    x, actions, cells = clips(clips_n, context + horizon, torch.Generator().manual_seed(7))
+    actions_in = actions_into_frames(actions, model.start_action)
+    state = new_state(model, torch.Generator().manual_seed(1))
+    obj, samp = cfg.objective, cfg.sampling
+    level = obj.context_level if samp.context_level is None else samp.context_level
+    policy = samp.policy(level)
+    prime(model, state, x[:, :context], actions_in[:, :context], policy, obj.schedule)
+    out = generate(
+        model,
+        state,
+        actions_in[:, context:],
+        samp,
+        prediction=obj.prediction,
+        schedule=obj.schedule,
+        context_level=obj.context_level,
+    )
+    hit, made = ball_search(out, cells[:, context:])
+    _, stays = ball_search(out, cells[:, context - 1 : context].expand(-1, horizon, -1))
+    row = {}
+    for h in (1, 2, 4, 8):
+        p = float(hit[:, h - 1].mean())
+        row[f"h{h}"] = {
+            "hit": round(p, 2),
+            "ci": wilson(p, clips_n),
+            "made": round(float(made[:, h - 1].median()), 2),
+            "stays": round(float(stays[:, h - 1].median()), 2),
+        }
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", default="dyn_quickstart")
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--clips", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    fixed = [
+        f"model.latent_channels={CHANNELS}",
+        f"model.latent_size=[{GRID},{GRID}]",
+        f"model.num_actions={ACTIONS}",
+        "model.heads.offsets=[1]",
+    ]
+    cfg = apply_overrides(DYNAMICS_RECIPES.get(args.recipe), SMALL + fixed + args.overrides)
+    cfg.validate()
+    torch.manual_seed(args.seed)
+    model = DynamicsModel(cfg.model)
+    objective = make_objective(cfg.objective)
+    optim = cfg.train.optim
+    opt = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    g = torch.Generator().manual_seed(args.seed)
+    frames = cfg.data.clip_len
+    start = time.time()
+    for step in range(1, args.steps + 1):
+        latents, actions, _ = clips(cfg.train.batch_size, frames, g)
+        loss, _ = objective(model, {"latents": latents, "actions": actions}, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % max(1, args.steps // 4) == 0:
+            row = {"step": step, "seconds": round(time.time() - start)}
+            row.update(evaluate(model.eval(), cfg, args.clips))
+            model.train()
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
