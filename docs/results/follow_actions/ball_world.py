@@ -34,7 +34,7 @@ import time
 
 import torch
 
-from farsight.config import apply_overrides
+from farsight.config import ConfigError, build_config
 from farsight.models.dynamics import DynamicsModel, actions_into_frames
 from farsight.objectives import make_objective
 from farsight.sampling.rollout import generate, new_state, prime
@@ -143,6 +143,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
+    if args.steps < 1 or args.clips < 1:
+        raise SystemExit(f"--steps {args.steps} and --clips {args.clips} must be >= 1")
     torch.set_num_threads(args.threads)
     fixed = [
         f"model.latent_channels={CHANNELS}",
@@ -150,8 +152,13 @@ def main() -> None:
         f"model.num_actions={ACTIONS}",
         "model.heads.offsets=[1]",
     ]
-    cfg = apply_overrides(DYNAMICS_RECIPES.get(args.recipe), SMALL + fixed + args.overrides)
-    cfg.validate()
+    try:
+        cfg = build_config(DYNAMICS_RECIPES, args.recipe, args.overrides, SMALL + fixed)
+        if cfg.objective.kind == "maskgit":
+            raise ConfigError(f"--recipe {args.recipe}: a diffusion recipe needed, not maskgit")
+        cfg.validate()
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     torch.manual_seed(args.seed)
     model = DynamicsModel(cfg.model)
     objective = make_objective(cfg.objective)
