@@ -108,8 +108,7 @@ def evaluate(model: DynamicsModel, cfg, clips_n: int, context: int = 4, horizon:
     actions_in = actions_into_frames(actions, model.start_action)
     state = new_state(model, torch.Generator().manual_seed(1))
     obj, samp = cfg.objective, cfg.sampling
-    level = obj.context_level if samp.context_level is None else samp.context_level
-    policy = samp.policy(level)
+    policy = samp.policy(obj.context_level)
     prime(model, state, x[:, :context], actions_in[:, :context], policy, obj.schedule)
     out = generate(
         model,
