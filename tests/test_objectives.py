@@ -136,6 +136,19 @@ def test_context_noise_augmentation():
     assert (lv.tau >= lv.context_level).all() and (lv.tau == lv.context_level).any()
 
 
+def test_context_noise_share_keeps_the_other_clips_at_the_context_level():
+    lv = _levels("next_frame", context_level_max=0.3, context_noise_share=0.5)
+    ctx = lv.context_level[:, 0]
+    kept = ctx == 0.02
+    assert 0.25 < kept.float().mean() < 0.75  # 64 clips, about half each way
+    assert (ctx[~kept] <= 0.3).all() and ctx[~kept].std() > 0.01
+    assert (lv.tau[:, :-1] == lv.context_level[:, :-1]).all()
+    # A share of 1 draws exactly what the plain augmentation draws.
+    same = _levels("next_frame", context_level_max=0.3, context_noise_share=1.0)
+    plain = _levels("next_frame", context_level_max=0.3)
+    assert torch.equal(same.context_level, plain.context_level)
+
+
 @pytest.mark.parametrize("sampling", ["uniform", "logit_normal"])
 def test_tau_min_bounds_the_trained_levels(sampling):
     lv = _levels("next_frame", tau_min=0.5, tau_sampling=sampling)
@@ -157,6 +170,10 @@ def test_bad_objective_configs_raise():
         make_objective(ObjectiveConfig(prediction="eps"))
     with pytest.raises(ConfigError, match="next_frame"):
         DiffusionForcing(ObjectiveConfig(kind="next_frame"))
+    with pytest.raises(ConfigError, match="objective.context_noise_share"):
+        make_objective(ObjectiveConfig(context_level_max=0.5, context_noise_share=1.5))
+    with pytest.raises(ConfigError, match="context_level_max > 0"):
+        make_objective(ObjectiveConfig(context_noise_share=0.5))
     with pytest.raises(ConfigError, match="objective.motion_weight"):
         make_objective(ObjectiveConfig(motion_weight=-1.0))
 

@@ -233,11 +233,18 @@ class DenoisingObjective:
     def sample_context_level(
         self, batch_size: int, frames: int, device, generator
     ) -> Tensor | None:
-        """Context noise augmentation: one level per clip, U[0, context_level_max), or None."""
-        if self.cfg.context_level_max <= 0:
+        """Context noise augmentation: one level per clip, U[0, context_level_max) (on a
+        ``context_noise_share`` of the clips; ``context_level`` on the others), or None."""
+        c = self.cfg
+        if c.context_level_max <= 0:
             return None
         level = torch.rand((batch_size, 1), generator=generator, device=device)
-        return (level * self.cfg.context_level_max).expand(-1, frames)
+        level = level * c.context_level_max
+        if c.context_noise_share < 1.0:
+            # Drawn only when asked for, so runs without it draw what they always drew.
+            keep = torch.rand((batch_size, 1), generator=generator, device=device)
+            level = torch.where(keep < c.context_noise_share, level, c.context_level)
+        return level.expand(-1, frames)
 
     def __call__(
         self, model: nn.Module, batch: dict, generator: torch.Generator | None = None

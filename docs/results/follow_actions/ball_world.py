@@ -22,6 +22,8 @@ true frames, sampled as the recipe samples, are searched for the ball at h = 1, 
         [--steps 1200] [--clips 128] [key.sub=value ...]
 
 Overrides are those of ``farsight train dynamics`` (e.g. objective.context_level_max=0).
+``--clean-steps N`` trains the first N steps with a clean context (a schedule for the
+context noise: learn the objects first, then the noise).
 Prints one JSON line per evaluation (four during training).
 """
 
@@ -31,6 +33,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 
 import torch
 
@@ -140,10 +143,19 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--clean-steps",
+        type=int,
+        default=0,
+        help="train the first N steps with a clean context (no context noise augmentation)",
+    )
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    if args.steps < 1 or args.clips < 1:
-        raise SystemExit(f"--steps {args.steps} and --clips {args.clips} must be >= 1")
+    if args.steps < 1 or args.clips < 1 or args.clean_steps < 0:
+        raise SystemExit(
+            f"--steps {args.steps} and --clips {args.clips} must be >= 1, "
+            f"--clean-steps {args.clean_steps} >= 0"
+        )
     torch.set_num_threads(args.threads)
     fixed = [
         f"model.latent_channels={CHANNELS}",
@@ -161,6 +173,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = DynamicsModel(cfg.model)
     objective = make_objective(cfg.objective)
+    clean = make_objective(replace(cfg.objective, context_level_max=0.0, context_noise_share=1.0))
     optim = cfg.train.optim
     opt = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     g = torch.Generator().manual_seed(args.seed)
@@ -168,7 +181,8 @@ def main() -> None:
     start = time.time()
     for step in range(1, args.steps + 1):
         latents, actions, _ = clips(cfg.train.batch_size, frames, g)
-        loss, _ = objective(model, {"latents": latents, "actions": actions}, g)
+        step_objective = clean if step <= args.clean_steps else objective
+        loss, _ = step_objective(model, {"latents": latents, "actions": actions}, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
