@@ -1,6 +1,6 @@
 """Tile chosen frames of a rollout video (truth | model side by side) into one PNG.
 
-python docs/results/video_frames.py runs/quickstart/rollout.mp4 OUT.png 8 9 11 15 23 39 71 119
+python docs/results/video_frames.py runs/quickstart/rollout.mp4 OUT.png 4 5 7 11 19 35 67 123
 """
 
 from __future__ import annotations
