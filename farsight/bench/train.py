@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="dyn_quickstart", help="dynamics training recipe")
     p.add_argument("--size", default="", help="a dynamics size preset instead of the recipe's")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--clip-len", type=int, default=8, help="frames per clip (dyn_quickstart: 8)")
+    p.add_argument("--clip-len", type=int, default=0, help="frames per clip (0: the recipe's)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per variant")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="auto")
@@ -100,7 +100,8 @@ def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, 
 
     def step() -> None:
         with autocast(device, precision):
-            shown = own_context(model, batch, recipe) if recipe.rollout_context.fraction else batch
+            with_own = recipe.rollout_context.fraction
+            shown = own_context(model, batch, recipe, args.clip_len) if with_own else batch
             loss, _ = objective(model, shown)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> list:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.clip_len = args.clip_len or DYNAMICS_RECIPES.get(args.recipe).data.clip_len
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
