@@ -161,11 +161,11 @@ def dyn_quickstart() -> DynamicsRunConfig:
     follows the wall-clock budget (``train.max_minutes``); ``steps`` is only an upper bound.
 
     Its rollouts sample with 2 DDIM steps and the context noised to 0.1 (0.3 measured worse:
-    Delta-PSNR at h=4 0.64 against 0.90 dB). The window of 4 in place of 8 (1.25x the steps in
-    the same minutes) took Delta-PSNR at h=4 from 0.84 to 1.25 dB and PSNR at 1/8 resolution
-    at h=1 above copy-last-frame (31.64 against 31.14 dB); the far heads (``heads.offsets``
-    1, 2, 4, 8) keep the far horizons: without them PSNR at h=64 fell from 18.19 to 15.94 dB,
-    under copy-last-frame's 16.03."""
+    Delta-PSNR at h=4 0.64 against 0.90 dB). The window of 4 in place of 8 (1.25x the steps
+    in the same minutes) took Delta-PSNR at h=4 from 0.84 to 1.24 and 1.32 dB (two runs) and
+    PSNR at 1/8 resolution at h=1 above copy-last-frame (31.36 and 31.55 against 31.14 dB);
+    the far heads (``heads.offsets`` 1, 2, 4, 8) keep the far horizons: without them PSNR at
+    h=64 fell from 18.19 to 15.94 dB, under copy-last-frame's 16.03."""
     cfg = DynamicsRunConfig(model=follows_actions(dynamics_quickstart()))
     cfg.model.context_level_embed = True
     cfg.model.residual_output = True
@@ -208,7 +208,8 @@ def dyn_atari() -> DynamicsRunConfig:
     same 30 minutes then gave PSNR above copy-last-frame at every horizon to 64 and
     Delta-PSNR at h=4 of 2.0 dB (1.5 dB on ``ae_atari``'s latents since it keeps the ball:
     ``docs/results/follow_actions/``). The arena's models do not
-    lean on the first frame, and there the longer clips cost steps: ``dyn_quickstart`` keeps 8.
+    lean on the first frame, and there the longer clips cost steps: ``dyn_quickstart`` keeps its
+    clips one frame longer than its window.
     Check a new game with ``docs/results/follow_actions/window_probe.py``."""
     cfg = dyn_quickstart()
     cfg.model.window = 8  # as measured; the quickstart's window of 4 is not measured here
@@ -246,7 +247,7 @@ def dyn_arena_2h() -> DynamicsRunConfig:
     minutes (about 8x the steps), on the quickstart's store, autoencoder and latent cache.
     The same model and objective, so that it measures what budget alone buys
     (``docs/results/follow_actions/``), with the window of 8 frames and clips of 8 it was
-    measured with (the quickstart's window of 4 came later)."""
+    measured with (the window of 4: not yet measured to this schedule's end)."""
     cfg = dyn_quickstart()
     cfg.model.window = 8
     cfg.data.clip_len = 8
