@@ -27,6 +27,7 @@ RESIDUAL_REFERENCES = ("input", "clean")
 SCHEDULES = ("linear", "cosine")
 WEIGHTINGS = ("clamped_snr", "min_snr", "uniform")
 TAU_SAMPLINGS = ("uniform", "logit_normal")
+MASK_FRAMES = ("all", "last")
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -341,6 +342,13 @@ class ObjectiveConfig:
     (``docs/results/follow_actions/``)."""
     worst_share: float = 0.02
     """Share of a frame's h*w latent positions the worst term averages (at least one)."""
+    mask_frames: str = "all"
+    """maskgit: which frames of a clip are masked and scored: ``all`` (each at its own mask
+    rate, as diffusion forcing draws a level per frame) or ``last`` (next-frame MaskGIT: the
+    context whole, as a rollout shows it, and only each clip's last input frame masked, as
+    ``next_frame`` is for diffusion). With ``all`` the previous frame that
+    ``model.prev_frame_input`` embeds is itself partly masked in training and whole in a
+    rollout."""
     action_dropout: float = 0.0
     """Share of the actions replaced by the null action (each action drawn on its own), so
     the model also learns the next frame without its action: classifier-free guidance on the
@@ -352,6 +360,9 @@ class ObjectiveConfig:
         _choice("objective.schedule", self.schedule, SCHEDULES)
         _choice("objective.weighting", self.weighting, WEIGHTINGS)
         _choice("objective.tau_sampling", self.tau_sampling, TAU_SAMPLINGS)
+        _choice("objective.mask_frames", self.mask_frames, MASK_FRAMES)
+        if self.mask_frames != "all" and self.kind != "maskgit":
+            raise ConfigError(f"objective.mask_frames={self.mask_frames!r}: a maskgit option")
         if self.motion_weight < 0:
             raise ConfigError(f"objective.motion_weight={self.motion_weight} must be >= 0")
         if self.worst < 0:

@@ -129,6 +129,23 @@ def test_loss_only_on_masked_tokens_and_no_leak():
     assert torch.equal(fake.seen[0], x)
 
 
+def test_next_frame_maskgit_masks_and_scores_only_the_last_frame():
+    real = make_model()
+    fake = LogitModel(real, T)
+    cfg = ObjectiveConfig(kind="maskgit", fsq_levels=LEVELS, mask_frames="last")
+    terms = make_objective(cfg).terms(fake, make_batch(real), torch.Generator().manual_seed(3))
+    terms.values["main"].backward()
+    x, tau = fake.seen
+    assert (tau[:, :-1] == 0).all() and (tau[:, -1] > 0).all()
+    assert not x[:, :-1, -1].bool().any(), "a context frame was masked"
+    assert x[:, -1, -1].bool().any(dim=(1, 2)).all()
+    grad = fake.logits.grad.abs().sum(2)
+    assert (grad[:, :-1] == 0).all(), "a context frame was scored"
+    assert torch.equal(grad[:, -1] > 0, x[:, -1, -1].bool())
+    with pytest.raises(ConfigError, match="mask_frames"):
+        ObjectiveConfig(kind="next_frame", mask_frames="last").validate()
+
+
 def test_objective_runs_with_far_heads_and_learns_gradients():
     model = make_model(perturb=False)
     loss, logs = objective()(model, make_batch(model))

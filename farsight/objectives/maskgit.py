@@ -3,9 +3,11 @@ batch)``.
 
 Per frame a mask rate r_t = cos(pi/2 u_t), u_t ~ U(0, 1) (MaskGIT's cosine schedule, drawn
 independently per frame as diffusion forcing draws tau): ceil(r_t N) random cells of frame t
-are masked (at least one). The backbone sees the token input of ``farsight/models/tokens.py``
-and the mask rate as its per-frame level (tau_t = masked share: the noise embedding turns
-into a mask-rate embedding, and clean context, tau = 0, means the same on both paths).
+are masked (at least one). With ``objective.mask_frames="last"`` only the clip's last input
+frame is masked (next-frame MaskGIT: the context whole, as in a rollout). The backbone sees
+the token input of ``farsight/models/tokens.py`` and the mask rate as its per-frame level
+(tau_t = masked share: the noise embedding turns into a mask-rate embedding, and clean
+context, tau = 0, means the same on both paths).
 
     L = L_1 + sum_k lambda_k L_k
     L_1   cross-entropy of head 1 on the *masked* cells of every input frame (unmasked cells
@@ -93,6 +95,8 @@ class MaskGIT:
         digits = fsq_digits(self.fsq, pre)  # (B, Tt, C, H, W)
         b, grid = digits.shape[0], tuple(digits.shape[-2:])
         mask = self.sample_mask((b, n_in), grid, pre.device, generator)
+        if self.cfg.mask_frames == "last":  # next-frame MaskGIT: the context stays whole
+            mask[:, :-1] = False
         tau = mask.flatten(2).float().mean(-1)  # the masked share is the frame's level
         x = token_input(digits[:, :n_in], mask, self.levels)
         clean = token_input(
