@@ -405,6 +405,25 @@ def test_teacher_forced_frame_sees_only_the_past_context_and_itself():
         assert changed.tolist() == [t == cut for t in range(T)]
 
 
+def test_rope_turns_the_pairs_of_each_half():
+    """``rotate`` turns each pair (x[i], x[i + Dh/2]) by angle i, as a complex product; the
+    grid's rotation does so in each half of the width with the row's, then the column's
+    angles. The layout is what every checkpoint was trained with."""
+    from farsight.models.layers import grid_angles, rope_angles, rotate, rotate_grid
+
+    def turned(x, cos, sin):
+        half = x.shape[-1] // 2
+        z = torch.complex(x[..., :half], x[..., half:]) * torch.complex(cos, sin)
+        return torch.cat([z.real, z.imag], -1)
+
+    x = torch.randn(3, 2, 12, 16, generator=torch.Generator().manual_seed(0))
+    cos, sin = rope_angles(torch.arange(5, 17), 16, 10_000.0)
+    torch.testing.assert_close(rotate(x, cos, sin), turned(x, cos, sin))
+    a = grid_angles((3, 4), 16)
+    want = torch.cat([turned(x[..., :8], a[0], a[1]), turned(x[..., 8:], a[2], a[3])], -1)
+    torch.testing.assert_close(rotate_grid(x, a), want)
+
+
 def test_spatial_rope_tables_match_rope_grid():
     """The spatial attention's precomputed tables rotate as ``rope_grid`` does."""
     from farsight.models.layers import grid_angles, rope_grid, rotate_grid
@@ -415,22 +434,33 @@ def test_spatial_rope_tables_match_rope_grid():
     torch.testing.assert_close(rotate_grid(x, grid_angles((3, 4), 16)), rope_grid(x, rows, cols))
 
 
-def test_bf16_attention_on_cpu_matches_fp32():
-    """``attend`` under bf16 autocast on a CPU (computed in fp32, see its docstring) returns
-    bf16 within bf16 rounding of fp32 attention, with and without a mask."""
+def test_cpu_attention_matches_torch_kernel():
+    """``attend`` on a CPU (the plain math, see its docstring) matches torch's fused kernel:
+    in fp32 to float rounding, values and gradients; under bf16 autocast it returns bf16
+    within bf16 rounding, with and without a mask (a window mask included)."""
     import torch.nn.functional as F
 
     from farsight.models.layers import attend
 
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 4, 8, 32, generator=g) for _ in range(3))
-    mask = torch.ones(8, 8, dtype=torch.bool).tril()
-    for m in (None, mask):
+    q, k, v = (torch.randn(2, 4, 8, 32, generator=g, requires_grad=True) for _ in range(3))
+    causal = torch.ones(8, 8, dtype=torch.bool).tril()
+    window = causal & ~torch.ones(8, 8, dtype=torch.bool).tril(-3)
+    for m in (None, causal, window):
         want = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        want_grads = torch.autograd.grad(want.square().sum(), (q, k, v))
+        got = attend(q, k, v, m)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want)
+        got_grads = torch.autograd.grad(got.square().sum(), (q, k, v))
+        for a, b in zip(got_grads, want_grads, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), m)
-        assert got.dtype == torch.bfloat16
-        torch.testing.assert_close(got.float(), want, atol=0.03, rtol=0.02)
+            low = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), m)
+            mixed = attend(q, k, v, m)  # fp32 inputs under autocast: bf16 like a linear's
+        for out in (low, mixed):
+            assert out.dtype == torch.bfloat16
+            torch.testing.assert_close(out.float(), want, atol=0.03, rtol=0.02)
 
 
 def test_residual_output_starts_as_copy_the_last_frame():

@@ -51,7 +51,7 @@ def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> float:
 def attention_times(cfg, args, device, dtype, repeats: int = 10) -> tuple[float, float]:
     """Seconds for one spatial attention forward and backward over a batch of frames at the
     recipe's shape (B * T frames of N tokens), with torch's kernel in ``dtype`` and through
-    ``farsight.models.layers.attend`` (which attends bf16 inputs in fp32 on a CPU)."""
+    ``farsight.models.layers.attend`` (the plain math on a CPU)."""
     # lazy: torch, when the benchmark runs; `farsight bench train --help` imports this module.
     import torch
     import torch.nn.functional as F
@@ -86,11 +86,12 @@ def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, 
     from farsight.objectives import make_objective
     from farsight.precision import autocast
     from farsight.train.dynamics_objective import own_context
+    from farsight.train.schedule import make_optimizer
 
     torch.manual_seed(0)
     model = DynamicsModel(cfg).to(device)
     objective = make_objective(recipe.objective)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model, recipe.train.optim)  # the training's AdamW
     frames = args.clip_len + cfg.heads.max_offset - 1
     h, w = cfg.latent_size
     batch = {
@@ -170,7 +171,7 @@ def run(args: argparse.Namespace) -> list:
             "spatial attention, as the model runs it",
             used * 1e3,
             "ms",
-            "fwd+bwd; attend(): fp32 on a CPU under bf16",
+            "fwd+bwd; attend(): the plain math on a CPU",
         ),
     ]
     rows.append(
