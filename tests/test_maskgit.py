@@ -14,6 +14,7 @@ from farsight.models.dynamics import DynamicsModel, DynamicsOutput, actions_into
 from farsight.models.fsq import FSQ
 from farsight.models.tokens import (
     digits_to_codes,
+    digits_to_latents,
     fsq_digits,
     input_channels,
     output_channels,
@@ -69,6 +70,7 @@ def test_token_views_round_trip():
     assert digits.min() >= 0 and all(int(digits[:, :, c].max()) < lv for c, lv in enumerate(LEVELS))
     codes = fsq(pre.flatten(0, 1)).unflatten(0, (2, 3))
     torch.testing.assert_close(digits_to_codes(digits, LEVELS), codes)
+    assert torch.equal(fsq_digits(fsq, digits_to_latents(fsq, digits)), digits)
     indices = fsq.codes_to_indices(codes.flatten(0, 1))
     assert torch.equal(fsq.indices_to_codes(indices).unflatten(0, (2, 3)), codes)
     mask = torch.zeros(2, 3, 4, 4, dtype=torch.bool)
@@ -230,3 +232,50 @@ def test_cached_sampling_equals_uncached(temperature):
     assert torch.equal(runs[0], runs[1])
     nll = token_nll(torch.zeros(1, 1, sum(LEVELS), 8, 8), runs[0][:, :1], LEVELS)
     assert torch.isfinite(nll).all()
+
+
+def test_generated_token_contexts_are_the_models_rollout():
+    """``rollout_context`` on next-frame MaskGIT: the picked clips' frames after the prompt are
+    the tokens a MaskGIT rollout from that prompt samples (the play and eval path), written
+    as latents that quantize to exactly those tokens; the prompt, the trained last frame and
+    the other clips stay true. Every-frame MaskGIT, which would score generated frames, is
+    refused."""
+    from farsight.sampling.config import SamplingConfig
+    from farsight.train.recipes.dynamics import DynamicsRunConfig, RolloutContextConfig
+    from farsight.train.rollout_context import with_generated_tokens
+
+    model = make_model(heads=HeadsConfig(offsets=(1,), resolutions=(1,), depths=())).train()
+    batch = make_batch(model, t=5, seed=1)
+    sampling = SamplingConfig(steps=3, temperature=1.0)
+    cfg = RolloutContextConfig(fraction=0.5, min_prompt=2)
+    torch.manual_seed(0)
+    out = with_generated_tokens(model, batch, cfg, sampling, 5, levels=LEVELS)
+    assert model.training and not out["latents"].requires_grad
+
+    torch.manual_seed(0)
+    prompt = int(torch.randint(2, 4, ()))
+    picks = torch.randperm(B)[:1]
+    seed = int(torch.randint(0, 2**62, ()))
+    fsq = FSQ(LEVELS)
+    digits = fsq_digits(fsq, batch["latents"])
+    model.eval()
+    state = new_state(model, torch.Generator().manual_seed(seed))
+    actions_in = actions_into_frames(batch["actions"][picks], model.start_action)
+    prime_tokens(model, state, digits[picks, :prompt], actions_in[:, :prompt], LEVELS)
+    want = generate_tokens(model, state, actions_in[:, prompt:4], LEVELS, steps=3, temperature=1.0)
+    got = fsq_digits(fsq, out["latents"])
+    assert torch.equal(got[picks, prompt:4], want)
+    changed = (got != digits).flatten(2).any(-1)
+    assert changed[picks, prompt:4].any()  # the rollout differs from the truth somewhere
+    assert not changed[:, :prompt].any() and not changed[:, 4:].any()
+    others = torch.ones(B, dtype=torch.bool)
+    others[picks] = False
+    assert torch.equal(out["latents"][others], batch["latents"][others])
+
+    run = DynamicsRunConfig()
+    run.objective = ObjectiveConfig(kind="maskgit", fsq_levels=LEVELS, mask_frames="last")
+    run.rollout_context.fraction = 0.5
+    run.validate()
+    run.objective.mask_frames = "all"
+    with pytest.raises(ConfigError, match="mask_frames"):
+        run.validate()

@@ -64,6 +64,21 @@ class FSQ(nn.Module):
         rounded = bounded + (torch.round(bounded) - bounded).detach()
         return rounded / self._per_channel(self._levels // 2, z)
 
+    def preimage(self, codes: Tensor) -> Tensor:
+        """Codes (B, C, ...) -> a pre-quantization latent that ``forward`` maps back to exactly
+        these codes: ``bound`` inverted at each code's grid value drawn 2 eps towards the
+        centre (the grid's end values are the bound's open limits). For putting tokens that
+        were sampled, not encoded, where pre-quantization latents are read."""
+        if codes.shape[1] != self.dim:
+            raise ValueError(f"FSQ with {self.dim} levels got {codes.shape[1]} channels")
+        codes = codes.float()
+        levels = self._per_channel(self._levels, codes)
+        half = (levels - 1) * (1 - self.eps) / 2
+        offset = torch.where(levels % 2 == 0, 0.5, 0.0)
+        rounded = codes * self._per_channel(self._levels // 2, codes)
+        inside = (rounded + offset) * (1 - 2 * self.eps) / half  # in (-1, 1)
+        return torch.atanh(inside) - torch.tan(offset / half)
+
     def codes_to_indices(self, codes: Tensor) -> Tensor:
         """(B, C, H, W) codes -> (B, H, W) int64 indices."""
         half = self._per_channel(self._levels // 2, codes)

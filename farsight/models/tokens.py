@@ -51,6 +51,13 @@ def digits_to_codes(digits: Tensor, levels: tuple[int, ...]) -> Tensor:
     return (digits.float() - half) / half
 
 
+def digits_to_latents(fsq: FSQ, digits: Tensor) -> Tensor:
+    """Digits (B, T, C, H, W) -> pre-quantization latents that ``fsq_digits`` maps back to
+    exactly these digits (``FSQ.preimage``): sampled tokens where a batch holds encodings."""
+    codes = digits_to_codes(digits, fsq.levels)
+    return fsq.preimage(codes.flatten(0, 1)).unflatten(0, digits.shape[:2])
+
+
 def token_input(digits: Tensor, mask: Tensor, levels: tuple[int, ...]) -> Tensor:
     """Digits (B, T, C, H, W) and mask (B, T, H, W) bool -> backbone input (B, T, C+1, H, W)."""
     m = mask.unsqueeze(2).to(torch.float32)

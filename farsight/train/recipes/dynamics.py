@@ -55,8 +55,9 @@ class DynamicsDataConfig:
     """Latent action model checkpoint or run folder, for ``data.actions=latent``."""
 
 
-ROLLOUT_CONTEXT_OBJECTIVES = ("next_frame", "teacher_forcing")
-"""Objectives that train the last frame only: the generated frames are never targets."""
+ROLLOUT_CONTEXT_OBJECTIVES = ("next_frame", "teacher_forcing", "maskgit")
+"""Objectives that train the last frame only: the generated frames are never targets
+(maskgit with ``objective.mask_frames="last"`` only)."""
 
 
 @dataclass
@@ -72,7 +73,9 @@ class RolloutContextConfig:
     (a curriculum, as scheduled sampling's: its own rollouts teach little before it has
     learned to follow the actions, and cost a generation per step)."""
 
-    def validate(self, objective: str, clip_len: int) -> RolloutContextConfig:
+    def validate(
+        self, objective: str, clip_len: int, mask_frames: str = "all"
+    ) -> RolloutContextConfig:
         if not 0.0 <= self.fraction <= 1.0:
             raise ConfigError(f"rollout_context.fraction={self.fraction} must lie in [0, 1]")
         if self.fraction and objective not in ROLLOUT_CONTEXT_OBJECTIVES:
@@ -80,6 +83,11 @@ class RolloutContextConfig:
                 f"rollout_context.fraction={self.fraction} needs objective.kind in "
                 f"{', '.join(ROLLOUT_CONTEXT_OBJECTIVES)} (it trains the last frame only); "
                 f"got {objective}"
+            )
+        if self.fraction and objective == "maskgit" and mask_frames != "last":
+            raise ConfigError(
+                f"rollout_context.fraction={self.fraction} with objective.kind=maskgit needs "
+                f"objective.mask_frames=last (it trains the last frame only); got {mask_frames}"
             )
         if self.start_step < 0:
             raise ConfigError(f"rollout_context.start_step={self.start_step} must be >= 0")
@@ -118,7 +126,7 @@ class DynamicsRunConfig:
                 f" {self.data.clip_len}] (or be 0: every clip data.clip_len long)"
             )
         shortest = self.data.min_clip_len or self.data.clip_len
-        self.rollout_context.validate(self.objective.kind, shortest)
+        self.rollout_context.validate(self.objective.kind, shortest, self.objective.mask_frames)
         check_objective_fits_model(self.model, self.objective)
         return self
 
