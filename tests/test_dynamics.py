@@ -435,9 +435,10 @@ def test_spatial_rope_tables_match_rope_grid():
 
 
 def test_cpu_attention_matches_torch_kernel():
-    """``attend`` on a CPU (the plain math, see its docstring) matches torch's fused kernel:
-    in fp32 to float rounding, values and gradients; under bf16 autocast it returns bf16
-    within bf16 rounding, with and without a mask (a window mask included)."""
+    """``attend`` on a CPU (the plain math in training, torch's kernel without autograd, see
+    its docstring) matches torch's fused kernel: in fp32 to float rounding, values and
+    gradients; under bf16 autocast it returns bf16 within bf16 rounding, with and without a
+    mask (a window mask included)."""
     import torch.nn.functional as F
 
     from farsight.models.layers import attend
@@ -458,7 +459,13 @@ def test_cpu_attention_matches_torch_kernel():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), m)
             mixed = attend(q, k, v, m)  # fp32 inputs under autocast: bf16 like a linear's
-        for out in (low, mixed):
+        with torch.no_grad():  # the rollouts' path: torch's kernel
+            torch.testing.assert_close(attend(q, k, v, m), want)
+            big = [t.repeat(8, 2, 1, 1) for t in (q, k, v)]  # 1,024 rows: the plain math
+            torch.testing.assert_close(attend(*big, m), want.repeat(8, 2, 1, 1))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                fused = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), m)
+        for out in (low, mixed, fused):
             assert out.dtype == torch.bfloat16
             torch.testing.assert_close(out.float(), want, atol=0.03, rtol=0.02)
 

@@ -48,30 +48,38 @@ def matmul_peak(device, dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
-def attention_times(cfg, args, device, dtype, repeats: int = 10) -> tuple[float, float]:
-    """Seconds for one spatial attention forward and backward over a batch of frames at the
-    recipe's shape (B * T frames of N tokens), with torch's kernel in ``dtype`` and through
-    ``farsight.models.layers.attend`` (the plain math on a CPU)."""
+def attention_times(cfg, args, device, dtype, temporal: bool, repeats: int = 10):
+    """Seconds for one attention forward and backward at the recipe's shape, spatial (B * T
+    frames of N tokens) or temporal (B * N tokens over the T frames of a clip, causal within
+    the window), with torch's kernel in ``dtype`` and through ``farsight.models.layers.attend``
+    (the plain math on a CPU)."""
     # lazy: torch, when the benchmark runs; `farsight bench train --help` imports this module.
     import torch
     import torch.nn.functional as F
 
-    from farsight.models.layers import attend
+    from farsight.models.layers import attend, temporal_mask
 
     gh, gw = cfg.token_grid
-    shape = (args.batch_size * args.clip_len, cfg.num_heads, gh * gw, cfg.width // cfg.num_heads)
+    frames, tokens = args.batch_size * args.clip_len, gh * gw
+    seqs, length = (args.batch_size * tokens, args.clip_len) if temporal else (frames, tokens)
+    shape = (seqs, cfg.num_heads, length, cfg.width // cfg.num_heads)
     q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in "qkv")
+    t = torch.arange(length, device=device)
+    mask = temporal_mask(t, t, cfg.window) if temporal else None
 
     def median(fn) -> float:
         times = []
         for i in range(repeats + 2):
             t0 = time.perf_counter()
-            fn(q, k, v).sum().backward()
+            fn(q, k, v, attn_mask=mask).sum().backward()
             if i >= 2:
                 times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    return median(F.scaled_dot_product_attention), median(attend)
+    def ours(q, k, v, attn_mask=None):
+        return attend(q, k, v, attn_mask)
+
+    return median(F.scaled_dot_product_attention), median(ours), f"{seqs} x {length}"
 
 
 def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, int]:
@@ -157,23 +165,22 @@ def run(args: argparse.Namespace) -> list:
             Row(f"{heads}: achieved", flops / med / 1e9, "GFLOP/s", "FlopCounterMode FLOPs"),
             Row(f"{heads}: of matmul peak", 100 * flops / med / peak, "%", "goal >= 40"),
         ]
-    kernel, used = attention_times(cfg, args, device, dtype)
-    gh, gw = cfg.token_grid
-    shape = f"{args.batch_size * args.clip_len} frames of {gh * gw} tokens"
-    rows += [
-        Row(
-            f"spatial attention, torch kernel in {precision}",
-            kernel * 1e3,
-            "ms",
-            f"fwd+bwd, {shape}",
-        ),
-        Row(
-            "spatial attention, as the model runs it",
-            used * 1e3,
-            "ms",
-            "fwd+bwd; attend(): the plain math on a CPU",
-        ),
-    ]
+    for axis in ("spatial", "temporal"):
+        kernel, used, shape = attention_times(cfg, args, device, dtype, axis == "temporal")
+        rows += [
+            Row(
+                f"{axis} attention, torch kernel in {precision}",
+                kernel * 1e3,
+                "ms",
+                f"fwd+bwd, {shape} (sequences x length)",
+            ),
+            Row(
+                f"{axis} attention, as the model runs it",
+                used * 1e3,
+                "ms",
+                "fwd+bwd; attend(): the plain math on a CPU",
+            ),
+        ]
     rows.append(
         Row(
             "heads (1,2,4,8)+cascade / next-frame only",

@@ -218,27 +218,46 @@ class FrameKVRing:
         self.frames[slots] = frames
 
 
+FUSED_ROWS = 1024
+"""Query rows (batch x heads x queries) below which a CPU call without autograd takes torch's
+fused attention kernel: a frame of 64 tokens in 4 heads is 256."""
+
+
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
     """Scaled dot-product attention, (..., S, Dh) queries over (..., S_k, Dh) keys; ``mask``
     (S, S_k) bool, True where a query may look.
 
-    On a CPU this is the plain math (two batched matmuls in the input dtype, the softmax in
-    fp32): at these shapes (a frame's 64 tokens, or a window of a few frames per token, head
-    width 32) torch's fused CPU kernels spend their time in per-sequence overhead, and the
-    math is 2 to 5 times faster forward and backward, in bf16 and fp32 alike (``farsight
-    bench train`` times both). Under bf16 the scores are bf16 (a matmul's output, as on a
-    GPU) and the softmax accumulates in fp32. Elsewhere torch's fused kernel.
+    On a CPU, where autograd records (training) or the call is large, this is the plain math:
+    two batched matmuls in the compute dtype and the softmax, which accumulates bf16 in fp32
+    itself. At these shapes (a frame's 64 tokens, or a window of a few frames per token, head
+    width 32) torch's fused CPU kernel spends its time in per-sequence overhead, and its
+    backward most of all: the math is 2 to 5 times faster forward and backward (``farsight
+    bench train`` times both), and generating training contexts at a batch of 4 frames takes
+    0.8x the time. Below ``FUSED_ROWS`` query rows without autograd (a rollout's one or two
+    frames) the fused kernel's single call is faster, by tens of microseconds; it runs bf16
+    inputs in fp32, as its bf16 kernel is several times slower at these shapes. Elsewhere
+    torch's fused kernel.
     """
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    autocast = torch.is_autocast_enabled("cpu")
+    training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if not training and q.numel() < FUSED_ROWS * q.shape[-1]:
+        if autocast or torch.bfloat16 in (q.dtype, k.dtype, v.dtype):
+            # Autocast would cast the fp32 inputs straight back to bf16 inside the call.
+            with torch.autocast("cpu", enabled=False):
+                out = F.scaled_dot_product_attention(
+                    q.float(), k.float(), v.float(), attn_mask=mask
+                )
+            return out.to(torch.get_autocast_dtype("cpu") if autocast else v.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     dtype = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
-    if torch.is_autocast_enabled("cpu"):
+    if autocast:
         dtype = torch.get_autocast_dtype("cpu")
     with torch.autocast("cpu", enabled=False):
         scores = torch.matmul((q * q.shape[-1] ** -0.5).to(dtype), k.to(dtype).transpose(-1, -2))
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        # torch's CPU softmax accumulates bf16 in fp32 itself: no casts of the (S, S_k) scores.
         return torch.matmul(torch.softmax(scores, dim=-1), v.to(dtype))
 
 
