@@ -71,15 +71,12 @@ def attention_times(cfg, args, device, dtype, temporal: bool, repeats: int = 10)
         times = []
         for i in range(repeats + 2):
             t0 = time.perf_counter()
-            fn(q, k, v, attn_mask=mask).sum().backward()
+            fn(q, k, v, mask).sum().backward()
             if i >= 2:
                 times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    def ours(q, k, v, attn_mask=None):
-        return attend(q, k, v, attn_mask)
-
-    return median(F.scaled_dot_product_attention), median(ours), f"{seqs} x {length}"
+    return median(F.scaled_dot_product_attention), median(attend), f"{seqs} x {length}"
 
 
 def time_steps(cfg, recipe, args, device, precision) -> tuple[list[float], int, int]:

@@ -44,15 +44,19 @@ class FSQ(nn.Module):
             1, -1, *([1] * (like.ndim - 2))
         )
 
-    def bound(self, z: Tensor) -> Tensor:
-        """Squash channel c into an interval that rounds to exactly levels[c] integers."""
-        levels = self._per_channel(self._levels, z)
+    def _bound_terms(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-channel (half, offset, shift) of ``bound``: tanh(z + shift) * half - offset."""
+        levels = self._per_channel(self._levels, like)
         half = (levels - 1) * (1 - self.eps) / 2
         # Even level counts have no integer at 0: shift by half a step so the grid is symmetric.
         offset = torch.where(levels % 2 == 0, 0.5, 0.0)
         # tan, as in the reference implementation (atanh is undefined for 2 levels; for more
         # levels the two agree to 1e-3): keeps indices compatible with other FSQ code.
-        shift = torch.tan(offset / half)
+        return half, offset, torch.tan(offset / half)
+
+    def bound(self, z: Tensor) -> Tensor:
+        """Squash channel c into an interval that rounds to exactly levels[c] integers."""
+        half, offset, shift = self._bound_terms(z)
         return torch.tanh(z + shift) * half - offset
 
     def forward(self, z: Tensor) -> Tensor:
@@ -72,12 +76,10 @@ class FSQ(nn.Module):
         if codes.shape[1] != self.dim:
             raise ValueError(f"FSQ with {self.dim} levels got {codes.shape[1]} channels")
         codes = codes.float()
-        levels = self._per_channel(self._levels, codes)
-        half = (levels - 1) * (1 - self.eps) / 2
-        offset = torch.where(levels % 2 == 0, 0.5, 0.0)
+        half, offset, shift = self._bound_terms(codes)
         rounded = codes * self._per_channel(self._levels // 2, codes)
         inside = (rounded + offset) * (1 - 2 * self.eps) / half  # in (-1, 1)
-        return torch.atanh(inside) - torch.tan(offset / half)
+        return torch.atanh(inside) - shift
 
     def codes_to_indices(self, codes: Tensor) -> Tensor:
         """(B, C, H, W) codes -> (B, H, W) int64 indices."""
