@@ -150,7 +150,3 @@ class LAMLossConfig:
     reconstruction and spreads the codes at random (no agreement with the true actions)."""
     temperature: float = 0.1
     """Soft assignment p(k | pair) = softmax(-|soft code - code_k|^2 / temperature)."""
-    changed_weight: float = 0.0
-    """Extra weight of the pixels that change between x_t and x_{t+1} (any channel by more
-    than 0.1 of the [-1, 1] range) in the reconstruction loss: each counts 1 + changed_weight
-    times, the loss divided by the batch's total weight (0: plain mean)."""

@@ -65,17 +65,11 @@ class LAMObjective:
         out = model(x, x_next, past)
         error = out.pred.float() - x_next
         mse = error.pow(2).mean()
+        loss = cfg.l2 * mse
         logs: dict[str, Tensor] = {"mse": mse}
-        weight = torch.ones_like(x[:, :1])
-        if cfg.changed_weight:
-            changed = ((x_next - x).abs().amax(1, keepdim=True) > 0.1).float()
-            weight = weight + cfg.changed_weight * changed
-            logs["changed"] = changed.mean()
-        total = weight.sum() * error.shape[1]
-        loss = cfg.l2 * (error.pow(2) * weight).sum() / total
         if cfg.l1:
             logs["l1"] = error.abs().mean()
-            loss = loss + cfg.l1 * (error.abs() * weight).sum() / total
+            loss = loss + cfg.l1 * logs["l1"]
         if out.codeword is not None:
             z = torch.nn.functional.normalize(out.pre.float(), dim=-1)
             logs["codebook"] = (z.detach() - out.codeword).pow(2).sum(-1).mean()
