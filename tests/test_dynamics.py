@@ -358,6 +358,42 @@ def test_neighbourhood_embed_is_a_strided_convolution(patch, kernel):
     assert float((low - out).norm() / out.norm()) < 0.02
 
 
+def test_neighbourhood_embed_per_index_adds_each_frames_own_matrix():
+    """With ``maps`` > 1 a frame's embedding adds its index's own matrix to the shared one:
+    output and gradients equal a per-frame loop, and under autocast within bf16 rounding."""
+    from farsight.models.layers import NeighbourhoodEmbed
+
+    torch.manual_seed(0)
+    embed = NeighbourhoodEmbed(4, 2, 3, 16, maps=5)
+    with torch.no_grad():
+        embed.per_index.normal_()
+    x = torch.randn(2, 3, 4, 8, 8)
+    index = torch.tensor([[0, 4, 4], [2, 0, 1]])
+    out = embed(x, index)
+    cols = torch.nn.functional.unfold(x.flatten(0, 1), kernel_size=6, stride=2, padding=2)
+    cols = cols.transpose(1, 2).reshape(2, 3, 16, -1)
+    want = torch.stack(
+        [
+            torch.stack(
+                [
+                    embed.linear(cols[b, t]) + cols[b, t] @ embed.per_index[index[b, t]]
+                    for t in range(3)
+                ]
+            )
+            for b in range(2)
+        ]
+    )
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, embed.per_index, grad)[0]
+    ref = torch.autograd.grad(want, embed.per_index, grad)[0]
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    assert got[3].abs().max() == 0  # an index no frame uses gets no gradient
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = embed(x, index).float()
+    assert float((low - out.detach()).norm() / out.detach().norm()) < 0.02
+
+
 @pytest.mark.parametrize("inputs", INPUT_VARIANTS, ids=INPUT_IDS)
 def test_teacher_forced_pass_equals_rolling_out_each_frame(inputs):
     """Noisy frame t of the two-stream pass gets the output it would get in a rollout: the
@@ -422,6 +458,16 @@ def test_rope_turns_the_pairs_of_each_half():
     a = grid_angles((3, 4), 16)
     want = torch.cat([turned(x[..., :8], a[0], a[1]), turned(x[..., 8:], a[2], a[3])], -1)
     torch.testing.assert_close(rotate_grid(x, a), want)
+
+    # The gradient (its own backward: the inverse rotation) is the complex product's, also
+    # for an incoming gradient in a transposed layout, as attention's backward hands over.
+    x = x.double().requires_grad_()
+    a, cos, sin = a.double(), cos.double(), sin.double()
+    torch.autograd.gradcheck(lambda t: rotate_grid(t, a), (x,))
+    grad = torch.randn(3, 2, 16, 12, dtype=torch.float64).transpose(-1, -2)
+    (got,) = torch.autograd.grad(rotate(x, cos, sin), x, grad)
+    (want,) = torch.autograd.grad(turned(x, cos, sin), x, grad)
+    torch.testing.assert_close(got, want)
 
 
 def test_spatial_rope_tables_match_rope_grid():
