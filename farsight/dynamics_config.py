@@ -423,8 +423,9 @@ def dynamics_tiny() -> DynamicsConfig:
 @DYNAMICS_SIZES.register
 def dynamics_quickstart() -> DynamicsConfig:
     """CPU quickstart: ~3 M parameters, 64 tokens a frame, a window of 8 frames (the recipe
-    ``dyn_quickstart`` narrows it to 4); about a second per training step of 8 clips on one
-    shared core, and a rollout frame in a few tens of ms."""
+    ``dyn_quickstart`` narrows the window to 4 and widens the trunk to three blocks of 192,
+    ``wide_trunk``); about a second per training step of 8 clips on one shared core, and a
+    rollout frame in a few tens of ms."""
     return DynamicsConfig(depth=4, width=128, num_heads=4, window=8)
 
 

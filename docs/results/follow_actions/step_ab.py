@@ -1,0 +1,105 @@
+"""The training step with RoPE's rotation and the per-action previous-frame matrices as they
+were before commit "RoPE's rotation with its own backward" and as they are, timed in turn in
+one process on the same draws (the values are the same; only the kernels differ).
+
+    python docs/results/follow_actions/step_ab.py [--recipe dyn_quickstart] [--rounds 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+import farsight.models.layers as layers
+from farsight.models.dynamics import DynamicsModel
+from farsight.objectives import make_objective
+from farsight.precision import autocast, resolve_precision
+from farsight.train.dynamics_objective import own_context
+from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
+from farsight.train.schedule import make_optimizer
+
+
+def flip_rotate_parts(x, parts):
+    """The rotation as it was: the halves swapped with flip, autograd's backward."""
+    c = torch.cat([t for cos, _ in parts for t in (cos, cos)], -1).to(x.dtype)
+    s = torch.cat([t for _, sin in parts for t in (-sin, sin)], -1).to(x.dtype)
+    halves = x.unflatten(-1, (len(parts), 2, -1)).flip(-2).flatten(-3)
+    return torch.addcmul(x * c, halves, s)
+
+
+def gather_forward(self, latents, index=None):
+    """NeighbourhoodEmbed as it was: B*T matrices gathered from the fp32 table."""
+    b, p, k = latents.shape[0], self.patch, self.kernel
+    flat = rearrange(latents, "b t c h w -> (b t) c h w")
+    cols = F.unfold(flat, kernel_size=k * p, stride=p, padding=(k - 1) // 2 * p)
+    cols = rearrange(cols, "(b t) f n -> b t n f", b=b)
+    out = self.linear(cols)
+    if self.per_index is not None:
+        weight = self.per_index[index.flatten()].to(cols.dtype)
+        own = torch.bmm(rearrange(cols, "b t n f -> (b t) n f"), weight)
+        out = out + rearrange(own, "(b t) n d -> b t n d", b=b)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", default="dyn_quickstart")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=12)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    precision = resolve_precision("auto", device)
+    recipe = DYNAMICS_RECIPES.get(args.recipe)
+    cfg = recipe.model
+    cfg.num_actions = 9
+    clip = recipe.data.clip_len
+    torch.manual_seed(0)
+    model = DynamicsModel(cfg)
+    objective = make_objective(recipe.objective)
+    frames = clip + cfg.heads.max_offset - 1
+    batch = {
+        "latents": torch.randn(8, frames, cfg.latent_channels, *cfg.latent_size),
+        "actions": torch.randint(0, cfg.num_actions, (8, frames)),
+    }
+    optimizer = make_optimizer(model, recipe.train.optim)
+
+    def step(seed: int) -> None:
+        torch.manual_seed(seed)  # the same generated contexts for every variant
+        with autocast(device, precision):
+            loss, _ = objective(model, own_context(model, batch, recipe, clip))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    variants = {
+        "before": (flip_rotate_parts, gather_forward),
+        "rotation only": (layers._rotate_parts, gather_forward),
+        "now": (layers._rotate_parts, layers.NeighbourhoodEmbed.forward),
+    }
+    now = variants["now"]
+    times = {name: [] for name in variants}
+    try:
+        for r in range(args.rounds):
+            for name, (rotate_parts, embed_forward) in variants.items():
+                layers._rotate_parts = rotate_parts
+                layers.NeighbourhoodEmbed.forward = embed_forward
+                step(r)
+                t0 = time.perf_counter()
+                step(1000 + r)
+                step(2000 + r)
+                times[name].append((time.perf_counter() - t0) / 2)
+    finally:
+        layers._rotate_parts, layers.NeighbourhoodEmbed.forward = now
+    print(f"{args.recipe}, batch 8, {precision}, median of {args.rounds} rounds:")
+    for name, values in times.items():
+        print(f"  {name}: {statistics.median(values) * 1e3:.1f} ms a step")
+
+
+if __name__ == "__main__":
+    main()
