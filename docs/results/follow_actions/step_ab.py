@@ -14,14 +14,9 @@ import time
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from step_profile import recipe_step  # this folder's
 
 import farsight.models.layers as layers
-from farsight.models.dynamics import DynamicsModel
-from farsight.objectives import make_objective
-from farsight.precision import autocast, resolve_precision
-from farsight.train.dynamics_objective import own_context
-from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
-from farsight.train.schedule import make_optimizer
 
 
 def flip_rotate_parts(x, parts):
@@ -53,29 +48,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=12)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    precision = resolve_precision("auto", device)
-    recipe = DYNAMICS_RECIPES.get(args.recipe)
-    cfg = recipe.model
-    cfg.num_actions = 9
-    clip = recipe.data.clip_len
-    torch.manual_seed(0)
-    model = DynamicsModel(cfg)
-    objective = make_objective(recipe.objective)
-    frames = clip + cfg.heads.max_offset - 1
-    batch = {
-        "latents": torch.randn(8, frames, cfg.latent_channels, *cfg.latent_size),
-        "actions": torch.randint(0, cfg.num_actions, (8, frames)),
-    }
-    optimizer = make_optimizer(model, recipe.train.optim)
+    train_step = recipe_step(args.recipe)
 
     def step(seed: int) -> None:
         torch.manual_seed(seed)  # the same generated contexts for every variant
-        with autocast(device, precision):
-            loss, _ = objective(model, own_context(model, batch, recipe, clip))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step()
 
     variants = {
         "before": (flip_rotate_parts, gather_forward),
@@ -96,7 +73,7 @@ def main() -> None:
                 times[name].append((time.perf_counter() - t0) / 2)
     finally:
         layers._rotate_parts, layers.NeighbourhoodEmbed.forward = now
-    print(f"{args.recipe}, batch 8, {precision}, median of {args.rounds} rounds:")
+    print(f"{args.recipe}, batch 8, {train_step.precision}, median of {args.rounds} rounds:")
     for name, values in times.items():
         print(f"  {name}: {statistics.median(values) * 1e3:.1f} ms a step")
 

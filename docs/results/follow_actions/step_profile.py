@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,50 @@ def fused_attend(q, k, v, mask=None):
     return out.to(dtype)
 
 
+@dataclass
+class RecipeStep:
+    """A recipe's model, optimizer and one batch of random latents, and its training step."""
+
+    model: DynamicsModel
+    batch: dict
+    recipe: object
+    precision: str
+
+    def __post_init__(self) -> None:
+        self.objective = make_objective(self.recipe.objective)
+        self.optimizer = make_optimizer(self.model, self.recipe.train.optim)
+        self.trained = self.model
+
+    def __call__(self) -> None:
+        recipe, clip = self.recipe, self.recipe.data.clip_len
+        with autocast(torch.device("cpu"), self.precision):
+            shown = (
+                own_context(self.model, self.batch, recipe, clip)
+                if recipe.rollout_context.fraction
+                else self.batch
+            )
+            loss, _ = self.objective(self.trained, shown)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def recipe_step(name: str, batch_size: int = 8) -> RecipeStep:
+    """``name``'s training step on the CPU at ``batch_size`` clips (9 actions, seed 0)."""
+    precision = resolve_precision("auto", torch.device("cpu"))
+    recipe = DYNAMICS_RECIPES.get(name)
+    cfg = recipe.model
+    cfg.num_actions = 9
+    torch.manual_seed(0)
+    model = DynamicsModel(cfg)
+    frames = recipe.data.clip_len + cfg.heads.max_offset - 1
+    batch = {
+        "latents": torch.randn(batch_size, frames, cfg.latent_channels, *cfg.latent_size),
+        "actions": torch.randint(0, cfg.num_actions, (batch_size, frames)),
+    }
+    return RecipeStep(model, batch, recipe, precision)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="dyn_quickstart")
@@ -46,33 +91,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    precision = resolve_precision("auto", device)
-    recipe = DYNAMICS_RECIPES.get(args.recipe)
-    cfg = recipe.model
-    cfg.num_actions = 9
+    step = recipe_step(args.recipe, args.batch_size)
+    model, batch, recipe, precision = step.model, step.batch, step.recipe, step.precision
     clip = recipe.data.clip_len
-    torch.manual_seed(0)
-    model = DynamicsModel(cfg)
-    objective = make_objective(recipe.objective)
-    frames = clip + cfg.heads.max_offset - 1
-    batch = {
-        "latents": torch.randn(args.batch_size, frames, cfg.latent_channels, *cfg.latent_size),
-        "actions": torch.randint(0, cfg.num_actions, (args.batch_size, frames)),
-    }
-    optimizer = make_optimizer(model, recipe.train.optim)
-    trained = torch.compile(model) if args.compile else model
-
-    def step() -> None:
-        with autocast(device, precision):
-            shown = (
-                own_context(model, batch, recipe, clip)
-                if recipe.rollout_context.fraction
-                else batch
-            )
-            loss, _ = objective(trained, shown)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    if args.compile:
+        step.trained = torch.compile(model)
 
     for _ in range(3):
         step()
