@@ -245,6 +245,13 @@ class FrameKVRing:
         self.frames[slots] = frames
 
 
+def compute_dtype(device_type: str, fallback: torch.dtype) -> torch.dtype:
+    """The dtype matmuls run in here: autocast's where it is on, else ``fallback``."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return fallback
+
+
 FUSED_ROWS = 1024
 """Query rows (batch x heads x queries) below which a CPU call without autograd takes torch's
 fused attention kernel: a frame of 64 tokens in 4 heads is 256."""
@@ -276,11 +283,11 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tenso
                 out = F.scaled_dot_product_attention(
                     q.float(), k.float(), v.float(), attn_mask=mask
                 )
-            return out.to(torch.get_autocast_dtype("cpu") if autocast else v.dtype)
+            return out.to(compute_dtype("cpu", v.dtype))
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    dtype = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
-    if autocast:
-        dtype = torch.get_autocast_dtype("cpu")
+    dtype = compute_dtype(
+        "cpu", torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
+    )
     with torch.autocast("cpu", enabled=False):
         scores = torch.matmul((q * q.shape[-1] ** -0.5).to(dtype), k.to(dtype).transpose(-1, -2))
         if mask is not None:
@@ -521,6 +528,12 @@ class NeighbourhoodEmbed(nn.Module):
             nn.Parameter(torch.zeros(maps, self.linear.in_features, dim)) if maps > 1 else None
         )
 
+    def index_weights(self, index: Tensor, dtype: torch.dtype) -> Tensor:
+        """Each frame's own matrix (B*T, F, D) in ``dtype``, for index (B, T). The table is
+        cast once, then gathered: autograd's backward of a gather from the fp32 table (an
+        accumulating index_put of B*T matrices) cost more than the bmm."""
+        return self.per_index.to(dtype).index_select(0, index.flatten())
+
     def forward(self, latents: Tensor, index: Tensor | None = None) -> Tensor:
         """latents (B, T, C, H, W); index (B, T) picks each frame's own matrix (maps > 1)."""
         b, p, k = latents.shape[0], self.patch, self.kernel
@@ -531,14 +544,7 @@ class NeighbourhoodEmbed(nn.Module):
         if self.per_index is not None:
             if index is None:
                 raise ValueError("a per-index embedding needs index=... (B, T)")
-            # The table cast once, then gathered: autograd's backward of a gather from the
-            # fp32 table (an accumulating index_put of B*T matrices) cost more than the bmm.
-            dtype = (
-                torch.get_autocast_dtype(cols.device.type)
-                if torch.is_autocast_enabled(cols.device.type)
-                else cols.dtype
-            )
-            weight = self.per_index.to(dtype).index_select(0, index.flatten())  # (B*T, F, D)
+            weight = self.index_weights(index, compute_dtype(cols.device.type, cols.dtype))
             own = torch.bmm(rearrange(cols, "b t n f -> (b t) n f"), weight)
             out = out + rearrange(own, "(b t) n d -> b t n d", b=b)
         return out

@@ -12,8 +12,6 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from step_profile import recipe_step  # this folder's
 
 import farsight.models.layers as layers
@@ -27,18 +25,9 @@ def flip_rotate_parts(x, parts):
     return torch.addcmul(x * c, halves, s)
 
 
-def gather_forward(self, latents, index=None):
-    """NeighbourhoodEmbed as it was: B*T matrices gathered from the fp32 table."""
-    b, p, k = latents.shape[0], self.patch, self.kernel
-    flat = rearrange(latents, "b t c h w -> (b t) c h w")
-    cols = F.unfold(flat, kernel_size=k * p, stride=p, padding=(k - 1) // 2 * p)
-    cols = rearrange(cols, "(b t) f n -> b t n f", b=b)
-    out = self.linear(cols)
-    if self.per_index is not None:
-        weight = self.per_index[index.flatten()].to(cols.dtype)
-        own = torch.bmm(rearrange(cols, "b t n f -> (b t) n f"), weight)
-        out = out + rearrange(own, "(b t) n d -> b t n d", b=b)
-    return out
+def fp32_gather(self, index, dtype):
+    """The per-action matrices as they were gathered: B*T matrices from the fp32 table."""
+    return self.per_index[index.flatten()].to(dtype)
 
 
 def main() -> None:
@@ -55,24 +44,24 @@ def main() -> None:
         train_step()
 
     variants = {
-        "before": (flip_rotate_parts, gather_forward),
-        "rotation only": (layers._rotate_parts, gather_forward),
-        "now": (layers._rotate_parts, layers.NeighbourhoodEmbed.forward),
+        "before": (flip_rotate_parts, fp32_gather),
+        "rotation only": (layers._rotate_parts, fp32_gather),
+        "now": (layers._rotate_parts, layers.NeighbourhoodEmbed.index_weights),
     }
     now = variants["now"]
     times = {name: [] for name in variants}
     try:
         for r in range(args.rounds):
-            for name, (rotate_parts, embed_forward) in variants.items():
+            for name, (rotate_parts, index_weights) in variants.items():
                 layers._rotate_parts = rotate_parts
-                layers.NeighbourhoodEmbed.forward = embed_forward
+                layers.NeighbourhoodEmbed.index_weights = index_weights
                 step(r)
                 t0 = time.perf_counter()
                 step(1000 + r)
                 step(2000 + r)
                 times[name].append((time.perf_counter() - t0) / 2)
     finally:
-        layers._rotate_parts, layers.NeighbourhoodEmbed.forward = now
+        layers._rotate_parts, layers.NeighbourhoodEmbed.index_weights = now
     print(f"{args.recipe}, batch 8, {train_step.precision}, median of {args.rounds} rounds:")
     for name, values in times.items():
         print(f"  {name}: {statistics.median(values) * 1e3:.1f} ms a step")
