@@ -192,6 +192,8 @@ def dyn_quickstart() -> DynamicsRunConfig:
     Delta-PSNR at h=4 0.64 against 0.90 dB). The window of 4 in place of 8 (1.25x the steps
     in the same minutes) took Delta-PSNR at h=4 from 0.84 to 1.24 and 1.32 dB (two runs) and
     PSNR at 1/8 resolution at h=1 above copy-last-frame (31.36 and 31.55 against 31.14 dB);
+    a window of 3 (two runs on the wide trunk) kept the player longer but fewer discs, and its
+    rollout broke up by frame 122;
     the far heads (``heads.offsets`` 1, 2, 4, 8) keep the far horizons: without them PSNR at
     h=64 fell from 18.19 to 15.94 dB, under copy-last-frame's 16.03."""
     cfg = DynamicsRunConfig(model=follows_actions(wide_trunk(dynamics_quickstart())))
