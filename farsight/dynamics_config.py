@@ -187,16 +187,6 @@ class DynamicsConfig:
     is then what the model says before it has learned anything (the final layer starts at
     zero), and training spends itself on what moves. Its output is a clean-latent estimate:
     train it with ``objective.prediction=x0``."""
-    copy_logits: float = 0.0
-    """The token path's ``residual_output`` (MaskGIT): head 1's logits get a learned scale,
-    starting at this value, times a one-hot of the previous frame's digit in each FSQ channel,
-    so "copy the last frame" is what the model says before it has learned anything (the
-    final layer starts at zero) and training spends itself on the cells that change. 0: off.
-    A clip's first frame has no previous frame (its input is zeros, the middle code's values),
-    so its prior points at the middle digit; next-frame MaskGIT never scores that frame."""
-    token_levels: tuple[int, ...] = ()
-    """The FSQ levels of a token model's input and logits; set from the latent cache on the
-    MaskGIT path (what ``copy_logits`` reads the previous frame's digits with)."""
     null_action: bool = False
     """One more action row meaning "no action given": training replaces a share of the actions
     by it (``objective.action_dropout``), so the model also learns what comes next without
@@ -255,16 +245,6 @@ class DynamicsConfig:
             raise ConfigError(
                 f"residual_output needs out_channels = latent_channels, got {self.out_channels}"
             )
-        if self.copy_logits < 0:
-            raise ConfigError(f"copy_logits={self.copy_logits}: must be >= 0 (0: off)")
-        if self.copy_logits and self.token_levels:
-            levels = tuple(self.token_levels)
-            if (self.latent_channels, self.output_channels) != (len(levels) + 1, sum(levels)):
-                raise ConfigError(
-                    f"copy_logits: token_levels={list(levels)} need latent_channels ="
-                    f" {len(levels) + 1} and out_channels = {sum(levels)}, got"
-                    f" {self.latent_channels} and {self.output_channels}"
-                )
         if self.residual_reference not in RESIDUAL_REFERENCES:
             raise ConfigError(
                 f"residual_reference={self.residual_reference!r}: one of {RESIDUAL_REFERENCES}"
@@ -506,12 +486,6 @@ def check_objective_fits_model(model: DynamicsConfig, objective: ObjectiveConfig
         raise ConfigError(
             "model.residual_output outputs clean latents: "
             f"objective.prediction={objective.prediction!r} must be 'x0'"
-        )
-    if model.copy_logits and objective.kind != "maskgit":
-        raise ConfigError(
-            f"model.copy_logits={model.copy_logits} biases token logits: it needs"
-            f" objective.kind='maskgit', got {objective.kind!r} (residual_output is its"
-            " counterpart for latents)"
         )
     if objective.action_dropout and not model.null_action:
         raise ConfigError(

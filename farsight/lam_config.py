@@ -95,16 +95,6 @@ class LAMConfig:
     (with 3 FSQ levels on a channel, its middle: "no move"). On a synthetic paddle store it
     took the test NMI from 0.000 (one code) to 0.528 in 300 steps; on Breakout from one code
     to codes that tell whether the paddle moved, not which way (``docs/results/lam``)."""
-    view_shift: bool = False
-    """Both networks read x_t moved by the pair's own best whole-frame shift (of the cost
-    volume's shifts, the one with the lowest mean |x_{t+1} - moved x_t|: the view's move), so
-    the code is left to say what that move does not. In a game whose view follows an actor,
-    the actor then shows the same move whether the view followed it (against the moved frame
-    it moved, since it stayed put in the view while everything else moved) or a wall held the
-    view (it moved in the view): one code can name the actor's move in the world. On the arena
-    that move tells the actions to NMI 0.842, the view's move to 0.477. Parameter-free; the
-    decoder learns the pair's shift (log2 of the shift count in bits) beside the code, so a
-    game whose actions move the view itself (a first-person camera) must leave it off."""
     norm_groups: int = 8
     image_channels: int = 3
 
@@ -126,12 +116,6 @@ class LAMConfig:
             )
         if self.move_gate and not self.displacement:
             raise ConfigError("model.move_gate=true needs model.displacement > 0 (its move)")
-        if self.view_shift and (self.motion_radius < 1 or self.context):
-            raise ConfigError(
-                "model.view_shift=true needs model.motion_radius >= 1 (its shifts) and"
-                f" model.context=0 (got motion_radius={self.motion_radius},"
-                f" context={self.context})"
-            )
         if self.context < 0:
             raise ConfigError(f"model.context={self.context} must be >= 0")
         if self.patch not in (1, 2, 4, 8) or self.width < 1 or self.blocks < 1 or self.down < 0:

@@ -238,30 +238,3 @@ def test_still_reference_cancels_the_scene():
     plain = tiny(num_codes=9, fsq_levels=(3, 3)).eval()
     with torch.no_grad():
         assert plain.encoder(x, x).std(0).min() > 1e-4
-
-
-def test_view_shift_hands_both_networks_x_t_moved_by_the_pairs_own_shift():
-    """``view_shift``: each pair's x_t is moved by the shift of the cost volume that explains
-    x_{t+1} best over the whole frame, per pair; a pair that is one whole-frame move reads as
-    still (x_{t+1} itself), and the prediction is the decoder's on that moved x_t."""
-    lam = tiny(view_shift=True, motion_radius=2, num_codes=9, fsq_levels=(3, 3)).eval()
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
-    moves = [(0, 0), (2, -1), (-1, 0), (-2, 2)]
-    y = torch.stack([torch.roll(f, shifts=m, dims=(1, 2)) for f, m in zip(x, moves, strict=True)])
-    y[1, :, 5:9, 5:9] = 1.0  # a sprite that moved on its own leaves the view's move alone
-    with torch.no_grad():
-        moved = lam.input_frames(x, y)
-        expect = torch.stack(
-            [torch.roll(f, shifts=m, dims=(1, 2)) for f, m in zip(x, moves, strict=True)]
-        )
-        torch.testing.assert_close(moved, expect)
-        out = lam(x, y)
-        torch.testing.assert_close(out.pred, lam.decode(moved, lam.code_of(out.index)))
-        assert torch.equal(lam.infer(x, y), out.index)
-        assert torch.equal(lam.infer(moved, y), lam.infer(y, y))  # nothing left to move
-    assert torch.equal(tiny(motion_radius=2).input_frames(x, y), x)  # off: x_t itself
-    with pytest.raises(ConfigError, match="view_shift"):
-        LAMConfig(view_shift=True, motion_radius=0, warp=False).validate()
-    with pytest.raises(ConfigError, match="view_shift"):
-        LAMConfig(view_shift=True, context=1).validate()

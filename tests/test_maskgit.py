@@ -9,12 +9,7 @@ import pytest
 import torch
 
 from farsight.config import ConfigError
-from farsight.dynamics_config import (
-    HeadsConfig,
-    ObjectiveConfig,
-    check_objective_fits_model,
-    dynamics_tiny,
-)
+from farsight.dynamics_config import HeadsConfig, ObjectiveConfig, dynamics_tiny
 from farsight.models.dynamics import DynamicsModel, DynamicsOutput, actions_into_frames
 from farsight.models.fsq import FSQ
 from farsight.models.tokens import (
@@ -23,7 +18,6 @@ from farsight.models.tokens import (
     fsq_digits,
     input_channels,
     output_channels,
-    split_logits,
     token_input,
     token_nll,
 )
@@ -285,57 +279,3 @@ def test_generated_token_contexts_are_the_models_rollout():
     run.objective.mask_frames = "all"
     with pytest.raises(ConfigError, match="mask_frames"):
         run.validate()
-
-
-def test_copy_logits_make_an_untrained_model_copy_the_previous_frame():
-    """``copy_logits``: before training (head 1's final layer at zero), the most likely token
-    of every cell is the previous frame's, in training and in a rollout; a masked previous
-    cell gives no prior."""
-    cfg = dataclasses.replace(
-        dynamics_tiny(),
-        latent_channels=input_channels(LEVELS),
-        out_channels=output_channels(LEVELS),
-        copy_logits=3.0,
-        token_levels=LEVELS,
-        prev_frame_input=True,
-    )
-    torch.manual_seed(0)
-    model = DynamicsModel(cfg).eval()
-    fsq = FSQ(LEVELS)
-    digits = fsq_digits(fsq, 2 * torch.randn(B, 4, len(LEVELS), *cfg.latent_size))
-    mask = torch.zeros(B, 4, *cfg.latent_size, dtype=torch.bool)
-    mask[:, -1] = True  # the last frame wholly masked, as next-frame MaskGIT asks
-    mask[0, 2, 0, 0] = True  # one cell of the frame before it masked too
-    actions = torch.randint(0, cfg.num_actions, (B, 4))
-    out = model(token_input(digits, mask, LEVELS), mask.flatten(2).float().mean(-1), actions)
-    picks = torch.stack([lg.argmax(2) for lg in split_logits(out.main, LEVELS)], dim=2)
-    keep = torch.ones_like(picks[:, 1:], dtype=torch.bool)
-    keep[0, 2, :, 0, 0] = False
-    assert torch.equal(picks[:, 1:][keep], digits[:, :-1][keep])
-    prior = out.main[0, 3, :, 0, 0]
-    assert torch.allclose(prior, torch.zeros_like(prior))  # uniform: nothing to copy
-
-    state = new_state(model, torch.Generator().manual_seed(0), kv_cache=True, full_history=False)
-    prime_tokens(
-        model, state, digits[:, :2], actions_into_frames(actions[:, :2], model.start_action), LEVELS
-    )
-    generated = generate_tokens(model, state, actions[:, 2:], LEVELS, steps=2, temperature=0.0)
-    assert torch.equal(generated[:, 0], digits[:, 1])
-    assert torch.equal(generated[:, 1], digits[:, 1])
-
-
-def test_copy_logits_are_refused_without_token_levels_or_a_token_objective():
-    base = dataclasses.replace(
-        dynamics_tiny(),
-        latent_channels=input_channels(LEVELS),
-        out_channels=output_channels(LEVELS),
-        copy_logits=2.0,
-    )
-    with pytest.raises(ConfigError, match="token_levels"):
-        DynamicsModel(base)
-    with pytest.raises(ConfigError, match="latent_channels"):
-        dataclasses.replace(base, token_levels=(5, 5, 5)).validate()
-    with pytest.raises(ConfigError, match="maskgit"):
-        check_objective_fits_model(
-            dataclasses.replace(base, token_levels=LEVELS), ObjectiveConfig(prediction="x0")
-        )

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from farsight.config import ConfigError
 from farsight.dynamics_config import DynamicsConfig
 from farsight.models.heads import MultiFrameHeads
 from farsight.models.layers import (
@@ -56,7 +55,6 @@ from farsight.models.layers import (
     two_stream_mask,
     unpatchify,
 )
-from farsight.models.tokens import digit_onehot
 
 
 def actions_into_frames(actions: Tensor, start: int) -> Tensor:
@@ -166,15 +164,6 @@ class DynamicsModel(nn.Module):
         self.final = FinalLayer(d, p * p * cfg.output_channels)
         self.heads = MultiFrameHeads(cfg) if cfg.heads.far_offsets else None
         init_weights(self)
-        # The token path's copy prior: a learned log-odds for "the previous frame's digit".
-        self.copy_scale = None
-        if cfg.copy_logits:
-            if not cfg.token_levels:
-                raise ConfigError(
-                    "model.copy_logits needs model.token_levels (the FSQ levels; the MaskGIT"
-                    " path sets them from the latent cache)"
-                )
-            self.copy_scale = nn.Parameter(torch.tensor(float(cfg.copy_logits)))
         for table in (self.action_embed, self.action_tokens):
             if table is not None:
                 nn.init.normal_(table.weight, std=cfg.action_embed_std)
@@ -282,9 +271,6 @@ class DynamicsModel(nn.Module):
         """Head 1 (B, T, C, H, W) from the last block's tokens; with ``residual_output`` added
         to ``base`` (B, T, C, H, W): each frame's previous input, or the caller's reference."""
         main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
-        if self.copy_scale is not None:
-            prior = digit_onehot(base, tuple(self.cfg.token_levels))
-            return main + (self.copy_scale * prior).to(main.dtype)
         return main + base.to(main.dtype) if self.cfg.residual_output else main
 
     def trunk_teacher_forced(

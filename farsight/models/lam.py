@@ -112,25 +112,6 @@ def cost_volume(frames: Tensor, next_frames: Tensor, radius: int, step: int, pat
     return F.avg_pool2d(volume, patch) if patch > 1 else volume
 
 
-def best_shift(frames: Tensor, next_frames: Tensor, moves: list[tuple[int, int]]) -> Tensor:
-    """(B,) int64: for each pair, the index in ``moves`` of the shift of x_t that explains
-    x_{t+1} best over the whole frame (lowest mean absolute difference): the view's move."""
-    costs = [
-        (next_frames - torch.roll(frames, shifts=s, dims=(2, 3))).abs().mean(dim=(1, 2, 3))
-        for s in moves
-    ]
-    return torch.stack(costs, dim=1).argmin(dim=1)
-
-
-def shift_each(frames: Tensor, index: Tensor, moves: list[tuple[int, int]]) -> Tensor:
-    """(B, 3, H, W) frames, each rolled by its own shift ``moves[index[b]]``."""
-    out = frames.clone()
-    for i in index.unique().tolist():
-        pick = index == i
-        out[pick] = torch.roll(frames[pick], shifts=moves[i], dims=(2, 3))
-    return out
-
-
 class LAMEncoder(nn.Module):
     """(x_t, x_{t+1}, x_{t+1} - x_t, cost volume) -> (B, Dz). The explicit difference and the
     matching costs make motion the easiest thing to read off. With ``still_reference`` the
@@ -359,29 +340,17 @@ class LatentActionModel(nn.Module):
         return self.cfg.context
 
     def decode(self, frames: Tensor, code: Tensor, past: Tensor | None = None) -> Tensor:
-        """x_{t+1} from x_t under a code; with ``view_shift``, pass ``input_frames``'s x_t."""
         return self.decoder(frames, code, past)
-
-    @torch.no_grad()
-    def input_frames(self, frames: Tensor, next_frames: Tensor) -> Tensor:
-        """The x_t both networks read: x_t itself, or with ``view_shift`` x_t moved by the
-        pair's best whole-frame shift (``best_shift``)."""
-        if not self.cfg.view_shift:
-            return frames
-        moves = shifts(self.cfg.motion_radius, self.cfg.motion_step)
-        return shift_each(frames, best_shift(frames, next_frames, moves), moves)
 
     def forward(self, frames: Tensor, next_frames: Tensor, past: Tensor | None = None) -> LAMOutput:
         """frames, next_frames (B, 3, H, W) in [-1, 1] (and ``past`` (B, c, 3, H, W) with
         ``context`` c) -> the action and the predicted x_{t+1}."""
-        x = self.input_frames(frames, next_frames)
-        pre = self.encoder(x, next_frames)
+        pre = self.encoder(frames, next_frames)
         code, index, codeword = self.quantize(pre)
-        pred = self.decode(x, code, past)
+        pred = self.decode(frames, code, past)
         return LAMOutput(pred, pre, code, index, self.soft_code(pre), codeword)
 
     @torch.no_grad()
     def infer(self, frames: Tensor, next_frames: Tensor) -> Tensor:
         """The latent action of each pair, (B,) int64 (no decoder run)."""
-        x = self.input_frames(frames, next_frames)
-        return self.quantize(self.encoder(x, next_frames))[1]
+        return self.quantize(self.encoder(frames, next_frames))[1]

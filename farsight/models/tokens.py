@@ -65,20 +65,6 @@ def token_input(digits: Tensor, mask: Tensor, levels: tuple[int, ...]) -> Tensor
     return torch.cat([codes, m], dim=2)
 
 
-def digit_onehot(inputs: Tensor, levels: tuple[int, ...]) -> Tensor:
-    """Backbone inputs (B, T, C+1, H, W) -> (B, T, sum L, H, W): per cell and channel, a
-    one-hot of the digit the input holds, laid out as the logits are; zero where the cell is
-    masked (it holds no digit). What ``DynamicsConfig.copy_logits`` adds to the logits."""
-    codes, masked = inputs[:, :, :-1].float(), inputs[:, :, -1:].float()
-    half = _halves(levels, codes, 2).float()
-    digits = torch.round(codes * half + half).long()
-    blocks = [
-        F.one_hot(digits[:, :, c].clamp(0, lv - 1), lv).permute(0, 1, 4, 2, 3)
-        for c, lv in enumerate(levels)
-    ]
-    return torch.cat(blocks, dim=2).float() * (1.0 - masked)
-
-
 def split_logits(out: Tensor, levels: tuple[int, ...]) -> list[Tensor]:
     """(B, T, sum L, H, W) -> per channel (B, T, L_c, H, W)."""
     if out.shape[2] != sum(levels):

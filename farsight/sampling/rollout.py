@@ -150,8 +150,7 @@ def _last(frames: deque[Tensor]) -> Tensor | None:
 
 def _history(model: DynamicsModel) -> int:
     """How many inputs before a call's first frame the model reads (``prev_frame_count``;
-    1 also for a model that reads the previous frame only for ``residual_output`` or
-    ``copy_logits``)."""
+    1 also for a model that reads the previous frame only for ``residual_output``)."""
     return model.cfg.prev_frame_count
 
 
@@ -381,9 +380,7 @@ def predict(
         if count:
             ctx = noised(_stack(state.clean, count), levels.noise, state.generator, schedule)
         stacked = _before(state.clean, start, _history(model))
-        if stacked is not None and (
-            model.cfg.prev_frame_input or model.cfg.residual_output or model.cfg.copy_logits
-        ):
+        if stacked is not None and (model.cfg.prev_frame_input or model.cfg.residual_output):
             prev = noised(stacked, levels.noise, state.generator, schedule)
     else:
         _sync_inputs(state, levels, schedule)

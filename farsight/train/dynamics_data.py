@@ -79,6 +79,5 @@ def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:
         cfg.objective.fsq_levels = levels
         cfg.model.latent_channels = input_channels(levels)
         cfg.model.out_channels = output_channels(levels)
-        cfg.model.token_levels = levels
     else:
         cfg.model.latent_channels = info.channels

@@ -100,10 +100,9 @@ class LAMValidation:
         lam = ctx.ema
         x, x_next, past = pair_images(torch.from_numpy(self.pairs[:n]).to(ctx.device), lam.context)
         rows = [self.pairs[:n, -2], self.pairs[:n, -1], images_to_frames(lam(x, x_next, past).pred)]
-        x_in = lam.input_frames(x, x_next)
         for k in range(lam.num_codes):
             code = lam.code_of(torch.full((n,), k, device=ctx.device))
-            rows.append(images_to_frames(lam.decode(x_in, code, past)))
+            rows.append(images_to_frames(lam.decode(x, code, past)))
         grid = image_grid([np.asarray(r.cpu() if torch.is_tensor(r) else r) for r in rows])
         path = ctx.run_dir / "samples" / f"actions_step{ctx.step:07d}.png"
         atomic_write(path, lambda f: Image.fromarray(grid).save(f, format="PNG"))
@@ -128,9 +127,8 @@ def code_picture(lam: LatentActionModel, pairs: np.ndarray, device) -> np.ndarra
         return images_to_frames((CHANGE_GAIN * (a - x)).clamp(-1, 1)).cpu().numpy()
 
     rows = [np.concatenate([pairs[:, -2], change(x_next)])]
-    x_in = lam.input_frames(x, x_next)  # with ``view_shift``: x_t moved by the pair's shift
     for k in range(lam.num_codes):
-        pred = lam.decode(x_in, lam.code_of(torch.full((len(x),), k, device=device)), past)
+        pred = lam.decode(x, lam.code_of(torch.full((len(x),), k, device=device)), past)
         rows.append(np.concatenate([images_to_frames(pred).cpu().numpy(), change(pred)]))
     return image_grid(rows)
 
