@@ -118,3 +118,32 @@ def test_generated_contexts_start_after_start_step(model_and_batch, monkeypatch)
     assert calls == [3, 4]
     with pytest.raises(ConfigError, match="start_step"):
         RolloutContextConfig(0.5, start_step=-1).validate("next_frame", 8)
+
+
+def test_contexts_sample_with_their_own_steps(model_and_batch, monkeypatch):
+    """``rollout_context.steps`` is the generating sampler's step count; the run's sampling
+    (its rollouts') keeps its own."""
+    from farsight.train import dynamics_objective
+    from farsight.train.recipes.dynamics import DynamicsRunConfig
+
+    model, batch = model_and_batch
+    cfg = DynamicsRunConfig()
+    cfg.model = model.cfg
+    cfg.data.clip_len = T
+    cfg.objective.kind = "next_frame"
+    cfg.sampling = SamplingConfig(steps=8, context_level=0.1)
+    cfg.grad_cosine_every = 0
+    seen = []
+
+    def record(model, batch, rc, sampling, *args, **kwargs):
+        seen.append(sampling.steps)
+        return batch
+
+    monkeypatch.setattr(dynamics_objective, "with_generated_context", record)
+    for steps, expect in ((0, 8), (2, 2)):
+        cfg.rollout_context = RolloutContextConfig(fraction=0.5, steps=steps)
+        dynamics_objective.own_context(model, batch, cfg, T)
+        assert seen[-1] == expect
+    assert cfg.sampling.steps == 8
+    with pytest.raises(ConfigError, match="rollout_context.steps"):
+        RolloutContextConfig(0.5, steps=-1).validate("next_frame", 8)
