@@ -94,17 +94,24 @@ def test_config_is_checked():
     RolloutContextConfig(0.0, min_prompt=7).validate("diffusion_forcing", 8)  # off: anything
 
 
-def test_generated_contexts_start_after_start_step(model_and_batch, monkeypatch):
-    from farsight.train import dynamics_objective
+def next_frame_run(model):
+    """A next-frame run config around the fixture's tiny model and clips."""
     from farsight.train.recipes.dynamics import DynamicsRunConfig
 
-    model, batch = model_and_batch
     cfg = DynamicsRunConfig()
     cfg.model = model.cfg
     cfg.data.clip_len = T
     cfg.objective.kind = "next_frame"
-    cfg.rollout_context = RolloutContextConfig(fraction=0.5, start_step=2)
     cfg.grad_cosine_every = 0
+    return cfg
+
+
+def test_generated_contexts_start_after_start_step(model_and_batch, monkeypatch):
+    from farsight.train import dynamics_objective
+
+    model, batch = model_and_batch
+    cfg = next_frame_run(model)
+    cfg.rollout_context = RolloutContextConfig(fraction=0.5, start_step=2)
     calls = []
 
     def record(model, batch, *args, **kwargs):
@@ -124,15 +131,10 @@ def test_contexts_sample_with_their_own_steps(model_and_batch, monkeypatch):
     """``rollout_context.steps`` is the generating sampler's step count; the run's sampling
     (its rollouts') keeps its own."""
     from farsight.train import dynamics_objective
-    from farsight.train.recipes.dynamics import DynamicsRunConfig
 
     model, batch = model_and_batch
-    cfg = DynamicsRunConfig()
-    cfg.model = model.cfg
-    cfg.data.clip_len = T
-    cfg.objective.kind = "next_frame"
+    cfg = next_frame_run(model)
     cfg.sampling = SamplingConfig(steps=8, context_level=0.1)
-    cfg.grad_cosine_every = 0
     seen = []
 
     def record(model, batch, rc, sampling, *args, **kwargs):
