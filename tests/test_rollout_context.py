@@ -142,10 +142,14 @@ def test_contexts_sample_with_their_own_steps(model_and_batch, monkeypatch):
         return batch
 
     monkeypatch.setattr(dynamics_objective, "with_generated_context", record)
-    for steps, expect in ((0, 8), (2, 2)):
-        cfg.rollout_context = RolloutContextConfig(fraction=0.5, steps=steps)
-        dynamics_objective.own_context(model, batch, cfg, T)
-        assert seen[-1] == expect
+    monkeypatch.setattr(dynamics_objective, "with_generated_tokens", record)
+    for kind in ("next_frame", "maskgit"):  # latents, and MaskGIT's tokens
+        cfg.objective.kind = kind
+        for steps, expect in ((0, 8), (2, 2)):
+            cfg.rollout_context = RolloutContextConfig(fraction=0.5, steps=steps)
+            dynamics_objective.own_context(model, batch, cfg, T)
+            assert seen[-1] == expect
+    assert len(seen) == 4
     assert cfg.sampling.steps == 8
     with pytest.raises(ConfigError, match="rollout_context.steps"):
         RolloutContextConfig(0.5, steps=-1).validate("next_frame", 8)
