@@ -40,6 +40,9 @@ def main() -> None:
 
     wm = load_world_model(args.ckpt)
     store = EpisodeStore(args.data)
+    missing = [k for k in ARENA_STATE_KEYS if k not in store.arrays]
+    if missing:
+        raise SystemExit(f"store {args.data} has no {', '.join(missing)}: an arena store is needed")
     cfg = EvalConfig(clips=args.clips, horizon=args.horizon, prompt_frames=args.prompt_frames)
     res = evaluate(wm, store, cfg, progress=False)
     prompt, horizon = res.meta["prompt_frames"], res.gen.shape[1]
