@@ -28,7 +28,6 @@ SCHEDULES = ("linear", "cosine")
 WEIGHTINGS = ("clamped_snr", "min_snr", "uniform")
 TAU_SAMPLINGS = ("uniform", "logit_normal")
 MASK_FRAMES = ("all", "last")
-ERRORS = ("mse", "l1")
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -326,13 +325,6 @@ class ObjectiveConfig:
     pay: in ``ball_world.py``'s synthetic Breakout the noised half kept the model from
     learning the ball on the clean half too (hit 0.03 at h=1 at 2,400 steps, against 0.90
     with every context clean and 0.01 with every one noised up to 0.5)."""
-    error: str = "mse"
-    """Head 1's per-position error: ``mse`` (squared: its minimiser is the conditional mean,
-    which draws an object whose next position is uncertain as a faint spread over the
-    positions it might take) or ``l1`` (absolute: the conditional median, per latent
-    channel, which keeps an object's full contrast where one position is more likely than not
-    and draws nothing where none is). The SNR weight multiplies either; the far heads keep
-    the squared error (their targets are pooled, the mean is what they are asked for)."""
     motion_weight: float = 0.0
     """Head 1's squared error weighted per latent position by 1 + motion_weight * m, with m
     the change of the clean latent from the frame before (mean over channels), divided by its
@@ -370,17 +362,6 @@ class ObjectiveConfig:
         _choice("objective.weighting", self.weighting, WEIGHTINGS)
         _choice("objective.tau_sampling", self.tau_sampling, TAU_SAMPLINGS)
         _choice("objective.mask_frames", self.mask_frames, MASK_FRAMES)
-        _choice("objective.error", self.error, ERRORS)
-        if self.error != "mse" and self.kind == "maskgit":
-            raise ConfigError(
-                f"objective.error={self.error!r}: a diffusion option (maskgit scores"
-                " tokens by cross-entropy)"
-            )
-        if self.error != "mse" and (self.motion_weight or self.worst):
-            raise ConfigError(
-                f"objective.error={self.error!r} takes no objective.motion_weight or "
-                "objective.worst (both weigh squared errors)"
-            )
         if self.mask_frames != "all" and self.kind != "maskgit":
             raise ConfigError(f"objective.mask_frames={self.mask_frames!r}: a maskgit option")
         if self.motion_weight < 0:

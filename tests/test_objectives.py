@@ -15,7 +15,6 @@ from farsight.models.layers import pool_latents
 from farsight.objectives import DYNAMICS_OBJECTIVES, make_objective
 from farsight.objectives.diffusion_forcing import DiffusionForcing
 from farsight.objectives.multiframe import (
-    frame_l1,
     frame_mse,
     motion_map,
     weighted_frame_mse,
@@ -366,43 +365,6 @@ def test_motion_weight_changes_the_loss_and_trains():
     assert torch.isfinite(weighted) and weighted.item() != plain.item()
     weighted.backward()
     assert model.final.linear.weight.grad.abs().sum() > 0
-
-
-def test_l1_error_keeps_the_likelier_outcome_where_mse_averages():
-    pred, target = torch.zeros(1, 2, 2, 2, 2), torch.zeros(1, 2, 2, 2, 2)
-    target[0, 0, 0, 0, 0] = -3.0
-    target[0, 1] = 0.5
-    torch.testing.assert_close(frame_l1(pred, target), torch.tensor([[3 / 8, 0.5]]))
-    # An object present in 3 of 10 futures at one position: the squared error's minimiser
-    # draws it at 0.3 of its contrast, the absolute error's draws the likelier outcome (none).
-    futures = torch.zeros(10, 1, 1, 1, 1)
-    futures[:3] = 1.0
-    for error, expected in ((frame_mse, 0.3), (frame_l1, 0.0)):
-        x = torch.full((1, 1, 1, 1, 1), 0.5, requires_grad=True)
-        opt = torch.optim.SGD([x], lr=0.01)
-        for _ in range(500):
-            opt.zero_grad()
-            error(x.expand_as(futures), futures).mean().backward()
-            opt.step()
-        assert abs(x.item() - expected) < 0.02, (error.__name__, x.item())
-
-
-def test_l1_error_changes_the_loss_and_trains():
-    model = tiny_model()
-    batch = make_batch(model)
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    plain, _ = make_objective(ObjectiveConfig(kind="next_frame"))(model, batch, g())
-    l1, logs = make_objective(ObjectiveConfig(kind="next_frame", error="l1"))(model, batch, g())
-    assert torch.isfinite(l1) and l1.item() != plain.item()
-    l1.backward()
-    assert model.final.linear.weight.grad.abs().sum() > 0
-    for bad, field in (
-        ({"error": "huber"}, "objective.error"),
-        ({"error": "l1", "motion_weight": 1.0}, "objective.error='l1'"),
-        ({"error": "l1", "kind": "maskgit", "fsq_levels": (5, 5)}, "objective.error='l1'"),
-    ):
-        with pytest.raises(ConfigError, match=field):
-            ObjectiveConfig(**bad).validate()
 
 
 def test_worst_term_averages_each_frames_worst_positions():

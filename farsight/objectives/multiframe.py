@@ -6,8 +6,7 @@ frames, runs the model and computes
 
     L = L_1 + sum_k lambda_k L_k + mu L_aux
 
-    L_1    head 1 at the positions the objective trains: SNR-weighted MSE (or with
-           ``error=l1``, mean absolute error) of v or x0 (+ with
+    L_1    head 1 at the positions the objective trains: SNR-weighted MSE of v or x0 (+ with
            ``multires``, MSE of its clean estimate on the coarser pyramid levels; with
            ``worst``, + worst x the MSE of each frame's worst share of positions)
     L_k    far head k at position t vs the clean latent of frame t + k - 1 pooled by r_k
@@ -88,11 +87,6 @@ def head_targets(
 def frame_mse(pred: Tensor, target: Tensor) -> Tensor:
     """(B, T, C, h, w) -> (B, T) mean squared error per frame, in fp32."""
     return (pred.float() - target.float()).pow(2).flatten(2).mean(-1)
-
-
-def frame_l1(pred: Tensor, target: Tensor) -> Tensor:
-    """(B, T, C, h, w) -> (B, T) mean absolute error per frame, in fp32."""
-    return (pred.float() - target.float()).abs().flatten(2).mean(-1)
 
 
 def motion_map(clean: Tensor) -> Tensor:
@@ -297,8 +291,6 @@ class DenoisingObjective:
         )
         if c.motion_weight > 0:
             per_frame = weighted_frame_mse(out.main, target, 1 + c.motion_weight * motion_map(x0))
-        elif c.error == "l1":
-            per_frame = frame_l1(out.main, target)
         else:
             per_frame = frame_mse(out.main, target)
         if c.worst > 0:
