@@ -200,7 +200,8 @@ class DynamicsConfig:
     be finished before it starts)."""
     out_channels: int = 0
     """Channels each head emits per latent cell; 0: latent_channels (diffusion predicts in the
-    latent space). MaskGIT: sum(fsq_levels) logits, with latent_channels = len(levels) + 1
+    latent space). MaskGIT: sum(fsq_levels) logits (prod(fsq_levels) with
+    ``objective.token_logits=joint``), with latent_channels = len(levels) + 1
     (code values + a mask flag), see ``farsight/models/tokens.py``."""
     heads: HeadsConfig = field(default_factory=HeadsConfig)
 
@@ -279,6 +280,10 @@ class ObjectiveConfig:
     frame)."""
     fsq_levels: tuple[int, ...] = ()
     """maskgit: the FSQ levels of the tokens (the training command sets them from the cache)."""
+    token_logits: str = "factorized"
+    """maskgit: head logits per cell, ``factorized`` (sum(levels): a softmax per FSQ channel,
+    whose draws pick each channel's digit independently) or ``joint`` (prod(levels): one
+    softmax over the codes, whose draws pick whole tokens), see ``models/tokens.py``."""
     prediction: str = "v"
     """What head 1 outputs: ``v`` (velocity) or ``x0`` (clean latent)."""
     schedule: str = "linear"
@@ -393,6 +398,12 @@ class ObjectiveConfig:
             raise ConfigError(f"objective.action_dropout={self.action_dropout} must lie in [0, 1)")
         if self.action_dropout and self.kind == "maskgit":
             raise ConfigError("objective.action_dropout: the maskgit objective drops no actions")
+        if self.token_logits not in ("factorized", "joint"):
+            raise ConfigError(
+                f"objective.token_logits={self.token_logits!r}; expected factorized or joint"
+            )
+        if self.token_logits == "joint" and self.kind != "maskgit":
+            raise ConfigError("objective.token_logits=joint: only the maskgit objective has tokens")
         if self.kind == "maskgit" and (not self.fsq_levels or min(self.fsq_levels) < 2):
             raise ConfigError(f"objective.fsq_levels={list(self.fsq_levels)}: maskgit needs them")
         if self.kind == "full_sequence" and self.context_level_max > 0:

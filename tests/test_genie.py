@@ -68,6 +68,18 @@ def play_a_few_steps(wm, store, action: int) -> np.ndarray:
     return frames
 
 
+def test_maskgit_with_joint_logits_trains_and_plays(genie_world, tmp_path):
+    cfg = maskgit(genie_world)
+    cfg.objective.token_logits = "joint"
+    result = train_dynamics(cfg, tmp_path / "run", progress=False)
+    assert result.step == 6 and all(np.isfinite(result.losses))
+    wm = load_world_model(tmp_path / "run")
+    assert wm.objective.token_logits == "joint"
+    assert wm.dynamics.cfg.out_channels == 12  # one logit per code of levels (4, 3)
+    frames = play_a_few_steps(wm, genie_world / "store", action=8)
+    assert frames.dtype == np.uint8
+
+
 def test_maskgit_on_true_actions_plays(genie_world, tmp_path):
     result = train_dynamics(maskgit(genie_world), tmp_path / "run", progress=False)
     assert result.step == 6 and all(np.isfinite(result.losses))

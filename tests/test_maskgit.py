@@ -4,6 +4,7 @@ masked tokens into the input, causality, overfitting, cached sampling equals unc
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -15,9 +16,13 @@ from farsight.models.fsq import FSQ
 from farsight.models.tokens import (
     digits_to_codes,
     digits_to_latents,
+    draw_tokens,
     fsq_digits,
+    index_digits,
     input_channels,
+    joint_index,
     output_channels,
+    token_correct,
     token_input,
     token_nll,
 )
@@ -33,11 +38,13 @@ B, T = 2, 6
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def make_model(seed: int = 0, perturb: bool = True, heads: HeadsConfig | None = None):
+def make_model(
+    seed: int = 0, perturb: bool = True, heads: HeadsConfig | None = None, joint: bool = False
+):
     cfg = dataclasses.replace(
         dynamics_tiny(),
         latent_channels=input_channels(LEVELS),
-        out_channels=output_channels(LEVELS),
+        out_channels=output_channels(LEVELS, joint),
         heads=heads or HeadsConfig(),
     )
     torch.manual_seed(seed)
@@ -49,8 +56,9 @@ def make_model(seed: int = 0, perturb: bool = True, heads: HeadsConfig | None = 
     return model
 
 
-def objective() -> MaskGIT:
-    return make_objective(ObjectiveConfig(kind="maskgit", fsq_levels=LEVELS))
+def objective(joint: bool = False) -> MaskGIT:
+    logits = "joint" if joint else "factorized"
+    return make_objective(ObjectiveConfig(kind="maskgit", fsq_levels=LEVELS, token_logits=logits))
 
 
 def make_batch(model: DynamicsModel, t: int = T, seed: int = 0) -> dict:
@@ -79,6 +87,60 @@ def test_token_views_round_trip():
     assert x.shape == (2, 3, len(LEVELS) + 1, 4, 4)
     assert (x[:, :, :-1, 0, 0] == 0).all() and (x[:, :, -1, 0, 0] == 1).all()
     torch.testing.assert_close(x[:, :, :-1, 1:], codes[:, :, :, 1:])
+
+
+def test_joint_logits_index_the_fsq_tokens():
+    fsq = FSQ(LEVELS)
+    digits = fsq_digits(fsq, 2 * torch.randn(2, 3, len(LEVELS), 4, 4))
+    index = joint_index(digits, LEVELS)
+    codes = digits_to_codes(digits, LEVELS).flatten(0, 1)
+    assert torch.equal(index.flatten(0, 1), fsq.codes_to_indices(codes))
+    assert torch.equal(index_digits(index, LEVELS), digits)
+    assert output_channels(LEVELS, joint=True) == 12 and output_channels(LEVELS) == 7
+    # the joint cross-entropy is the whole token's NLL; a factorised softmax is one joint
+    # softmax whose logits are sums of per-channel ones, so both give the same NLL there
+    fact = torch.randn(2, 3, sum(LEVELS), 4, 4)
+    per_channel = torch.log_softmax(fact[:, :, :4], 2), torch.log_softmax(fact[:, :, 4:], 2)
+    every = torch.arange(12)
+    joint_logits = torch.stack(
+        [per_channel[0][:, :, i % 4] + per_channel[1][:, :, i // 4] for i in every.tolist()], 2
+    )
+    torch.testing.assert_close(
+        token_nll(joint_logits, digits, LEVELS, joint=True), token_nll(fact, digits, LEVELS)
+    )
+    assert torch.equal(
+        token_correct(joint_logits, digits, LEVELS, joint=True), token_correct(fact, digits, LEVELS)
+    )
+    with pytest.raises(ValueError, match="joint FSQ levels"):
+        token_nll(fact, digits, LEVELS, joint=True)
+    with pytest.raises(ConfigError, match="token_logits"):
+        ObjectiveConfig(kind="maskgit", fsq_levels=LEVELS, token_logits="pairs").validate()
+
+
+def test_joint_draws_pick_whole_tokens():
+    """Two equally likely tokens that share no digit: joint draws give one or the other,
+    never a mix; per-channel draws from the same marginals mix them half the time."""
+    a, b = torch.tensor([1, 0]), torch.tensor([3, 2])  # digits of (4, 3)
+    logits = torch.full((1, 12, 40, 40), -30.0)
+    for digits in (a, b):
+        logits[:, int(joint_index(digits.view(2, 1, 1), LEVELS))] = 0.0
+    gen = torch.Generator().manual_seed(0)
+    drawn, logp = draw_tokens(logits, LEVELS, joint=True, generator=gen)
+    cells = drawn[0].flatten(1).T  # (cells, C)
+    is_a, is_b = (cells == a).all(1), (cells == b).all(1)
+    assert bool((is_a | is_b).all()) and 0.3 < float(is_a.float().mean()) < 0.7
+    torch.testing.assert_close(logp, torch.full_like(logp, -math.log(2)), atol=1e-4, rtol=0)
+    fact = torch.full((1, 7, 40, 40), -30.0)
+    for digits in (a, b):
+        fact[:, int(digits[0])] = 0.0
+        fact[:, 4 + int(digits[1])] = 0.0
+    drawn, _ = draw_tokens(fact, LEVELS, generator=torch.Generator().manual_seed(0))
+    cells = drawn[0].flatten(1).T
+    mixed = ~((cells == a).all(1) | (cells == b).all(1))
+    assert 0.3 < float(mixed.float().mean()) < 0.7
+    top, _ = draw_tokens(logits, LEVELS, joint=True, temperature=0.0)
+    cells = top[0].flatten(1).T
+    assert bool(((cells == a).all(1) | (cells == b).all(1)).all())
 
 
 def test_random_mask_counts_and_schedule():
@@ -197,11 +259,12 @@ def test_no_position_sees_later_frames():
                 assert changed[cut + 1 :].any()
 
 
-def test_overfits_a_clip():
+@pytest.mark.parametrize("joint", [False, True])
+def test_overfits_a_clip(joint):
     torch.manual_seed(0)
-    model = make_model(perturb=False, heads=HeadsConfig(offsets=(1, 2), depths=(0,)))
+    model = make_model(perturb=False, heads=HeadsConfig(offsets=(1, 2), depths=(0,)), joint=joint)
     batch = make_batch(model, t=4)
-    obj = objective()
+    obj = objective(joint)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for step in range(150):
@@ -215,8 +278,9 @@ def test_overfits_a_clip():
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_cached_sampling_equals_uncached(temperature):
-    model = make_model().eval()
+@pytest.mark.parametrize("joint", [False, True])
+def test_cached_sampling_equals_uncached(temperature, joint):
+    model = make_model(joint=joint).eval()
     fsq = FSQ(LEVELS)
     prompt = fsq_digits(fsq, 2 * torch.randn(1, 3, len(LEVELS), *model.cfg.latent_size))
     actions_in = actions_into_frames(torch.tensor([[1, 2, 3]]), model.start_action)
@@ -227,10 +291,15 @@ def test_cached_sampling_equals_uncached(temperature):
             model, torch.Generator().manual_seed(5), kv_cache=kv_cache, full_history=full_history
         )
         prime_tokens(model, state, prompt, actions_in, LEVELS)
-        runs.append(generate_tokens(model, state, future, LEVELS, steps=4, temperature=temperature))
+        runs.append(
+            generate_tokens(
+                model, state, future, LEVELS, steps=4, temperature=temperature, joint=joint
+            )
+        )
     assert runs[0].shape == (1, 5, len(LEVELS), *model.cfg.latent_size)
     assert torch.equal(runs[0], runs[1])
-    nll = token_nll(torch.zeros(1, 1, sum(LEVELS), 8, 8), runs[0][:, :1], LEVELS)
+    logits = torch.zeros(1, 1, output_channels(LEVELS, joint), 8, 8)
+    nll = token_nll(logits, runs[0][:, :1], LEVELS, joint)
     assert torch.isfinite(nll).all()
 
 

@@ -137,8 +137,11 @@ def test_contexts_sample_with_their_own_steps(model_and_batch, monkeypatch):
     cfg.sampling = SamplingConfig(steps=8, context_level=0.1)
     seen = []
 
+    joints = []
+
     def record(model, batch, rc, sampling, *args, **kwargs):
         seen.append(sampling.steps)
+        joints.append(kwargs.get("joint"))
         return batch
 
     monkeypatch.setattr(dynamics_objective, "with_generated_context", record)
@@ -151,5 +154,9 @@ def test_contexts_sample_with_their_own_steps(model_and_batch, monkeypatch):
             assert seen[-1] == expect
     assert len(seen) == 4
     assert cfg.sampling.steps == 8
+    assert joints[2:] == [False, False]  # MaskGIT's contexts drawn as its logits say
+    cfg.objective.token_logits = "joint"
+    dynamics_objective.own_context(model, batch, cfg, T)
+    assert joints[-1] is True
     with pytest.raises(ConfigError, match="rollout_context.steps"):
         RolloutContextConfig(0.5, steps=-1).validate("next_frame", 8)

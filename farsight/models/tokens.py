@@ -7,14 +7,21 @@ the diffusion one unchanged but for its channel counts (``DynamicsConfig.latent_
     input   (B, T, C + 1, H, W): each channel's code value (digit - L//2) / (L//2) in [-1, 1],
             zeroed where the cell is masked, plus a mask channel (1 = masked). Cells are masked
             whole (all C channels together): a token is a cell.
-    output  (B, T, sum(levels), H, W): per cell, one block of levels[c] logits per channel c
-            (a factorised softmax over the prod(levels) codes: 23 logits for 1000 codes).
+    output  (B, T, K, H, W) logits per cell, in one of two layouts (``objective.token_logits``):
+            factorized  K = sum(levels): one block of levels[c] logits per channel c (a
+                        factorised softmax over the prod(levels) codes: 23 logits for 1000
+                        codes); a draw picks each channel's digit independently, so where a
+                        cell might hold either of two tokens a draw can mix their digits.
+            joint       K = prod(levels): one logit per code (at the FSQ's own token index), so
+                        a draw picks a whole token.
 
 Dimension legend: B batch, T frames, C = len(levels) FSQ channels, H W token grid,
-L_c levels of channel c.
+L_c levels of channel c, K logits per cell.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +34,28 @@ def input_channels(levels: tuple[int, ...]) -> int:
     return len(levels) + 1
 
 
-def output_channels(levels: tuple[int, ...]) -> int:
-    return int(sum(levels))
+def output_channels(levels: tuple[int, ...], joint: bool = False) -> int:
+    return math.prod(levels) if joint else int(sum(levels))
+
+
+def joint_index(digits: Tensor, levels: tuple[int, ...]) -> Tensor:
+    """Digits (..., C, H, W) -> each cell's code index (..., H, W): the FSQ's own token index
+    (``FSQ.codes_to_indices``, mixed radix with channel 0 least significant)."""
+    c_dim = digits.ndim - 3
+    index, place = torch.zeros_like(digits.select(c_dim, 0)), 1
+    for c, level in enumerate(levels):
+        index = index + digits.select(c_dim, c) * place
+        place *= level
+    return index
+
+
+def index_digits(index: Tensor, levels: tuple[int, ...]) -> Tensor:
+    """Code indices (..., H, W) -> digits (..., C, H, W): the inverse of ``joint_index``."""
+    out = []
+    for level in levels:
+        out.append(index % level)
+        index = torch.div(index, level, rounding_mode="floor")
+    return torch.stack(out, dim=index.ndim - 2)
 
 
 def _halves(levels: tuple[int, ...], like: Tensor, channel_dim: int) -> Tensor:
@@ -74,8 +101,21 @@ def split_logits(out: Tensor, levels: tuple[int, ...]) -> list[Tensor]:
     return list(out.split(list(levels), dim=2))
 
 
-def token_nll(out: Tensor, digits: Tensor, levels: tuple[int, ...]) -> Tensor:
-    """Cross-entropy of each cell's token, summed over its channels: (B, T, H, W) fp32."""
+def _check_joint(out: Tensor, levels: tuple[int, ...]) -> None:
+    if out.shape[2] != math.prod(levels):
+        raise ValueError(
+            f"{out.shape[2]} logit channels for joint FSQ levels {levels} "
+            f"(prod {math.prod(levels)})"
+        )
+
+
+def token_nll(out: Tensor, digits: Tensor, levels: tuple[int, ...], joint: bool = False) -> Tensor:
+    """Cross-entropy of each cell's token (factorized: summed over its channels): (B, T, H, W)
+    fp32. Either way the negative log-likelihood of the whole token."""
+    if joint:
+        _check_joint(out, levels)
+        target = joint_index(digits, levels)
+        return F.cross_entropy(out.float().transpose(1, 2), target, reduction="none")
     total = None
     for c, logits in enumerate(split_logits(out, levels)):
         nll = F.cross_entropy(logits.float().transpose(1, 2), digits[:, :, c], reduction="none")
@@ -83,10 +123,54 @@ def token_nll(out: Tensor, digits: Tensor, levels: tuple[int, ...]) -> Tensor:
     return total
 
 
-def token_correct(out: Tensor, digits: Tensor, levels: tuple[int, ...]) -> Tensor:
-    """(B, T, H, W) bool: every channel's most likely digit is right."""
+def token_correct(
+    out: Tensor, digits: Tensor, levels: tuple[int, ...], joint: bool = False
+) -> Tensor:
+    """(B, T, H, W) bool: the most likely token (factorized: every channel's most likely
+    digit) is right."""
+    if joint:
+        _check_joint(out, levels)
+        return out.argmax(2) == joint_index(digits, levels)
     ok = None
     for c, logits in enumerate(split_logits(out, levels)):
         hit = logits.argmax(2) == digits[:, :, c]
         ok = hit if ok is None else ok & hit
     return ok
+
+
+def gumbel_noise(shape, generator: torch.Generator | None, device) -> Tensor:
+    u = torch.rand(shape, generator=generator, device=device).clamp_(1e-20, 1.0 - 1e-7)
+    return -torch.log(-torch.log(u))
+
+
+def draw_tokens(
+    logits: Tensor,
+    levels: tuple[int, ...],
+    joint: bool = False,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One frame's logits (B, K, H, W) -> a token per cell: digits (B, C, H, W) and the
+    draw's log-probability (B, H, W) fp32. Temperature 0: the most likely token (factorized:
+    each channel's most likely digit); otherwise a Gumbel-max draw at that temperature."""
+
+    def pick(logprob: Tensor) -> Tensor:  # (B, L, H, W) -> (B, H, W)
+        if temperature <= 0:
+            return logprob.argmax(1)
+        noise = gumbel_noise(logprob.shape, generator, logprob.device)
+        return (logprob / temperature + noise).argmax(1)
+
+    if joint:
+        _check_joint(logits.unsqueeze(1), levels)
+        logprob = torch.log_softmax(logits.float(), dim=1)
+        index = pick(logprob)
+        logp = logprob.gather(1, index.unsqueeze(1)).squeeze(1)
+        return index_digits(index, levels), logp
+    draws, logp = [], None
+    for lg in split_logits(logits.unsqueeze(1), levels):
+        logprob = torch.log_softmax(lg[:, 0].float(), dim=1)  # (B, L_c, H, W)
+        digit = pick(logprob)
+        draws.append(digit)
+        part = logprob.gather(1, digit.unsqueeze(1)).squeeze(1)
+        logp = part if logp is None else logp + part
+    return torch.stack(draws, dim=1), logp

@@ -18,7 +18,9 @@ context, tau = 0, means the same on both paths).
 
 Batch keys: ``latents`` (B, Tt, C, H, W) FSQ pre-quantization latents (what an fsq latent
 cache holds), ``actions`` (B, Tt), optional ``input_frames``, ``valid`` (as in multiframe.py).
-The per-channel logits are a factorised softmax over the codes (see tokens.py).
+The logits are a factorised softmax over the codes (per FSQ channel) or a joint one
+(``objective.token_logits``, see tokens.py); either way L is the token's negative
+log-likelihood.
 
 Dimension legend: B batch, Tt clip frames incl. extra targets, T input frames, C FSQ
 channels, H W token grid, N = H * W cells, r resolution factor.
@@ -67,6 +69,7 @@ class MaskGIT:
         if self.cfg.kind != self.kind:
             raise ConfigError(f"MaskGIT given objective.kind={self.cfg.kind!r}")
         self.levels = tuple(self.cfg.fsq_levels)
+        self.joint = self.cfg.token_logits == "joint"
         self.fsq = FSQ(self.levels)
 
     def __call__(
@@ -105,10 +108,10 @@ class MaskGIT:
         out = model(x, tau, actions, clean=clean)
 
         scored = mask if valid is None else mask & valid[:, :n_in, None, None]
-        nll = token_nll(out.main, digits[:, :n_in], self.levels)
+        nll = token_nll(out.main, digits[:, :n_in], self.levels, self.joint)
         weight = scored.float()
         main = (nll * weight).sum() / weight.sum().clamp_min(1.0)
-        correct = token_correct(out.main.detach(), digits[:, :n_in], self.levels)
+        correct = token_correct(out.main.detach(), digits[:, :n_in], self.levels, self.joint)
         values = {"main": main}
         weights = {"main": 1.0}
         diagnostics = {
@@ -124,10 +127,11 @@ class MaskGIT:
             k = head.offset
             target = fsq_digits(self.fsq, head.target)
             pred = out.far[k]
-            per_frame = token_nll(pred, target, self.levels).flatten(2).mean(-1)
+            per_frame = token_nll(pred, target, self.levels, self.joint).flatten(2).mean(-1)
             values[f"head{k}"] = masked_mean(per_frame, head.mask)
             weights[f"head{k}"] = lam
-            hits = token_correct(pred.detach(), target, self.levels).flatten(2).float().mean(-1)
+            hits = token_correct(pred.detach(), target, self.levels, self.joint)
+            hits = hits.flatten(2).float().mean(-1)
             diagnostics[f"acc/head{k}"] = masked_mean(hits, head.mask)
             diagnostics[f"mask/head{k}"] = head.mask.float().mean()
         return LossTerms(values, weights, diagnostics)

@@ -239,6 +239,7 @@ class TokenPath:
     def __init__(self, model: DynamicsModel, autoencoder: Autoencoder, objective: ObjectiveConfig):
         self.model, self.autoencoder, self.objective = model, autoencoder, objective
         self.levels = tuple(objective.fsq_levels)
+        self.joint = objective.token_logits == "joint"
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> Tensor:
@@ -265,6 +266,7 @@ class TokenPath:
             self.levels,
             steps=sampling.steps,
             temperature=sampling.temperature,
+            joint=self.joint,
         )
         return self._input(digits)
 
@@ -282,6 +284,7 @@ class TokenPath:
             self.levels,
             steps=sampling.steps,
             temperature=sampling.temperature,
+            joint=self.joint,
             on_frame=None if on_frame is None else lambda i, d: on_frame(i, self._input(d)),
         )
 

@@ -2,7 +2,8 @@
 
 Each new frame starts fully masked. At step s of S the model predicts every cell (the
 backbone's level input is the frame's masked share, as in training); a token is drawn per
-masked cell (per-channel digits at ``temperature``; 0: the most likely), and the most
+masked cell at ``temperature`` (0: the most likely; ``joint``: from the model's joint logits
+over the codes, else digit by digit from its per-channel ones, ``models/tokens.py``), and the most
 confident draws are kept so that after step s only floor(N cos(pi/2 s/S)) cells remain masked
 (MaskGIT's cosine schedule; at least one cell is unmasked per step, none are left after the
 last). Confidence is the draw's log-probability plus Gumbel noise of scale temperature x the
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor
 
 from farsight.models.dynamics import DynamicsModel
-from farsight.models.tokens import split_logits, token_input
+from farsight.models.tokens import draw_tokens, gumbel_noise, token_input
 from farsight.sampling.context import ContextPolicy
 from farsight.sampling.rollout import RolloutState, commit, predict, prime
 
@@ -48,11 +49,6 @@ def unmask_schedule(cells: int, steps: int) -> list[int]:
         left = n
     out[-1] = 0
     return out
-
-
-def _gumbel(shape, generator: torch.Generator, device) -> Tensor:
-    u = torch.rand(shape, generator=generator, device=device).clamp_(1e-20, 1.0 - 1e-7)
-    return -torch.log(-torch.log(u))
 
 
 def clean_input(digits: Tensor, levels: tuple[int, ...]) -> Tensor:
@@ -76,6 +72,7 @@ def sample_token_frame(
     *,
     steps: int = 8,
     temperature: float = 1.0,
+    joint: bool = False,
 ) -> Tensor:
     """One new frame after the committed ones, given the action leading into it (B, 1).
     Returns its digits (B, C, H, W) (already committed to ``state``)."""
@@ -89,20 +86,12 @@ def sample_token_frame(
         x = token_input(digits, mask, levels)
         tau = mask.flatten(2).float().mean(-1)
         logits = predict(model, state, x, tau, action_in, 0.0, CLEAN)
-        draws, logp = [], torch.zeros((b, h, w), device=device)
-        for lg in split_logits(logits, levels):
-            logprob = torch.log_softmax(lg[:, 0].float(), dim=1)  # (B, L_c, H, W)
-            if temperature > 0:
-                pick = (logprob / temperature + _gumbel(logprob.shape, gen, device)).argmax(1)
-            else:
-                pick = logprob.argmax(1)
-            draws.append(pick)
-            logp = logp + logprob.gather(1, pick.unsqueeze(1)).squeeze(1)
-        sampled = torch.stack(draws, dim=1).unsqueeze(1)  # (B, 1, C, H, W)
+        drawn, logp = draw_tokens(logits[:, 0], levels, joint, temperature, gen)
+        sampled = drawn.unsqueeze(1)  # (B, 1, C, H, W)
         confidence = logp
         if temperature > 0:
             anneal = temperature * (1.0 - (s + 1) / len(remaining))
-            confidence = confidence + anneal * _gumbel(logp.shape, gen, device)
+            confidence = confidence + anneal * gumbel_noise(logp.shape, gen, device)
         confidence = confidence.masked_fill(~mask[:, 0], -math.inf).flatten(1)
         reveal = int(mask[0].sum()) - left  # every row has the same masked count
         chosen = confidence.topk(reveal, dim=1).indices
@@ -123,6 +112,7 @@ def generate_tokens(
     *,
     steps: int = 8,
     temperature: float = 1.0,
+    joint: bool = False,
     on_frame: Callable[[int, Tensor], None] | None = None,
 ) -> Tensor:
     """G new frames' digits (B, G, C, H, W) after the committed ones, given the actions leading
@@ -131,7 +121,13 @@ def generate_tokens(
     for g in range(actions_in.shape[1]):
         index = state.next_frame
         frame = sample_token_frame(
-            model, state, actions_in[:, g : g + 1], levels, steps=steps, temperature=temperature
+            model,
+            state,
+            actions_in[:, g : g + 1],
+            levels,
+            steps=steps,
+            temperature=temperature,
+            joint=joint,
         )
         if on_frame is not None:
             on_frame(index, frame)

@@ -78,6 +78,6 @@ def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:
         levels = tuple(info.fsq_levels)
         cfg.objective.fsq_levels = levels
         cfg.model.latent_channels = input_channels(levels)
-        cfg.model.out_channels = output_channels(levels)
+        cfg.model.out_channels = output_channels(levels, cfg.objective.token_logits == "joint")
     else:
         cfg.model.latent_channels = info.channels

@@ -26,7 +26,13 @@ def own_context(model: nn.Module, batch: dict, cfg: DynamicsRunConfig, clip_len:
     if cfg.objective.kind == "maskgit":
         levels = tuple(cfg.objective.fsq_levels)
         return with_generated_tokens(
-            model, batch, cfg.rollout_context, sampling, clip_len, levels=levels
+            model,
+            batch,
+            cfg.rollout_context,
+            sampling,
+            clip_len,
+            levels=levels,
+            joint=cfg.objective.token_logits == "joint",
         )
     return with_generated_context(
         model,

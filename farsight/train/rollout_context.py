@@ -73,10 +73,12 @@ def with_generated_tokens(
     clip_len: int,
     *,
     levels: tuple[int, ...],
+    joint: bool = False,
 ) -> dict:
     """``with_generated_context`` for a MaskGIT model over FSQ tokens of ``levels``: the
     frames are sampled as its rollouts sample them (``sampling.steps`` unmasking steps at
-    ``sampling.temperature``) and written back as pre-quantization latents of those tokens."""
+    ``sampling.temperature``, from joint logits if ``joint``) and written back as
+    pre-quantization latents of those tokens."""
     fsq = FSQ(levels)
 
     def make(plain, state, clips, actions_in, prompt):
@@ -89,6 +91,7 @@ def with_generated_tokens(
             levels,
             steps=sampling.steps,
             temperature=sampling.temperature,
+            joint=joint,
         )
         return digits_to_latents(fsq, made)
 
