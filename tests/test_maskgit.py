@@ -12,15 +12,13 @@ import torch
 from farsight.config import ConfigError
 from farsight.dynamics_config import HeadsConfig, ObjectiveConfig, dynamics_tiny
 from farsight.models.dynamics import DynamicsModel, DynamicsOutput, actions_into_frames
-from farsight.models.fsq import FSQ
+from farsight.models.fsq import FSQ, digits_to_indices, indices_to_digits
 from farsight.models.tokens import (
     digits_to_codes,
     digits_to_latents,
     draw_tokens,
     fsq_digits,
-    index_digits,
     input_channels,
-    joint_index,
     output_channels,
     token_correct,
     token_input,
@@ -92,10 +90,10 @@ def test_token_views_round_trip():
 def test_joint_logits_index_the_fsq_tokens():
     fsq = FSQ(LEVELS)
     digits = fsq_digits(fsq, 2 * torch.randn(2, 3, len(LEVELS), 4, 4))
-    index = joint_index(digits, LEVELS)
+    index = digits_to_indices(digits, LEVELS, dim=2)
     codes = digits_to_codes(digits, LEVELS).flatten(0, 1)
     assert torch.equal(index.flatten(0, 1), fsq.codes_to_indices(codes))
-    assert torch.equal(index_digits(index, LEVELS), digits)
+    assert torch.equal(indices_to_digits(index, LEVELS, dim=2), digits)
     assert output_channels(LEVELS, joint=True) == 12 and output_channels(LEVELS) == 7
     # the joint cross-entropy is the whole token's NLL; a factorised softmax is one joint
     # softmax whose logits are sums of per-channel ones, so both give the same NLL there
@@ -123,7 +121,7 @@ def test_joint_draws_pick_whole_tokens():
     a, b = torch.tensor([1, 0]), torch.tensor([3, 2])  # digits of (4, 3)
     logits = torch.full((1, 12, 40, 40), -30.0)
     for digits in (a, b):
-        logits[:, int(joint_index(digits.view(2, 1, 1), LEVELS))] = 0.0
+        logits[:, int(digits_to_indices(digits, LEVELS, dim=0))] = 0.0
     gen = torch.Generator().manual_seed(0)
     drawn, logp = draw_tokens(logits, LEVELS, joint=True, generator=gen)
     cells = drawn[0].flatten(1).T  # (cells, C)

@@ -20,6 +20,27 @@ from einops import rearrange
 from torch import Tensor, nn
 
 
+def _along(values: list[int], dim: int, ndim: int, like: Tensor) -> Tensor:
+    """``values`` as an int64 tensor laid along ``dim`` of an ``ndim``-dimensional tensor."""
+    shape = [1] * ndim
+    shape[dim] = len(values)
+    return torch.tensor(values, dtype=torch.int64, device=like.device).view(shape)
+
+
+def digits_to_indices(digits: Tensor, levels: tuple[int, ...], dim: int = 1) -> Tensor:
+    """Per-channel digits along ``dim`` -> mixed-radix indices (that dim removed), channel 0
+    least significant: index = sum_c digit_c * prod(levels[:c])."""
+    places = _along([math.prod(levels[:c]) for c in range(len(levels))], dim, digits.ndim, digits)
+    return (digits.long() * places).sum(dim=dim)
+
+
+def indices_to_digits(indices: Tensor, levels: tuple[int, ...], dim: int = 1) -> Tensor:
+    """The inverse of ``digits_to_indices``: indices -> digits along a new ``dim``."""
+    indices = indices.long().unsqueeze(dim)
+    places = _along([math.prod(levels[:c]) for c in range(len(levels))], dim, indices.ndim, indices)
+    return (indices // places) % _along(list(levels), dim, indices.ndim, indices)
+
+
 class FSQ(nn.Module):
     def __init__(self, levels: tuple[int, ...] | list[int], eps: float = 1e-3):
         super().__init__()
@@ -30,10 +51,7 @@ class FSQ(nn.Module):
         self.codebook_size = math.prod(levels)
         self.eps = eps
         level = torch.tensor(levels, dtype=torch.float32)
-        # Mixed-radix place values: index = sum_c digit_c * basis_c.
-        basis = torch.cumprod(torch.tensor([1, *levels[:-1]], dtype=torch.int64), dim=0)
         self.register_buffer("_levels", level, persistent=False)
-        self.register_buffer("_basis", basis, persistent=False)
 
     @property
     def dim(self) -> int:
@@ -84,17 +102,12 @@ class FSQ(nn.Module):
     def codes_to_indices(self, codes: Tensor) -> Tensor:
         """(B, C, H, W) codes -> (B, H, W) int64 indices."""
         half = self._per_channel(self._levels // 2, codes)
-        digits = torch.round(codes.float() * half + half).long()
-        basis = self._basis.view(1, -1, *([1] * (codes.ndim - 2)))
-        return (digits * basis).sum(dim=1)
+        return digits_to_indices(torch.round(codes.float() * half + half).long(), self.levels)
 
     def indices_to_codes(self, indices: Tensor) -> Tensor:
         """(B, H, W) integer indices -> (B, C, H, W) float codes."""
-        indices = indices.long().unsqueeze(1)
-        basis = self._basis.view(1, -1, *([1] * (indices.ndim - 2)))
-        levels = self._levels.long().view_as(basis)
-        digits = (indices // basis) % levels
-        half = (levels // 2).float()
+        digits = indices_to_digits(indices, self.levels)
+        half = self._per_channel(self._levels // 2, digits.float())
         return (digits.float() - half) / half
 
     def tokens(self, z: Tensor) -> Tensor:

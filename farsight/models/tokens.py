@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from farsight.models.fsq import FSQ
+from farsight.models.fsq import FSQ, digits_to_indices, indices_to_digits
 
 
 def input_channels(levels: tuple[int, ...]) -> int:
@@ -36,26 +36,6 @@ def input_channels(levels: tuple[int, ...]) -> int:
 
 def output_channels(levels: tuple[int, ...], joint: bool = False) -> int:
     return math.prod(levels) if joint else int(sum(levels))
-
-
-def joint_index(digits: Tensor, levels: tuple[int, ...]) -> Tensor:
-    """Digits (..., C, H, W) -> each cell's code index (..., H, W): the FSQ's own token index
-    (``FSQ.codes_to_indices``, mixed radix with channel 0 least significant)."""
-    c_dim = digits.ndim - 3
-    index, place = torch.zeros_like(digits.select(c_dim, 0)), 1
-    for c, level in enumerate(levels):
-        index = index + digits.select(c_dim, c) * place
-        place *= level
-    return index
-
-
-def index_digits(index: Tensor, levels: tuple[int, ...]) -> Tensor:
-    """Code indices (..., H, W) -> digits (..., C, H, W): the inverse of ``joint_index``."""
-    out = []
-    for level in levels:
-        out.append(index % level)
-        index = torch.div(index, level, rounding_mode="floor")
-    return torch.stack(out, dim=index.ndim - 2)
 
 
 def _halves(levels: tuple[int, ...], like: Tensor, channel_dim: int) -> Tensor:
@@ -101,11 +81,10 @@ def split_logits(out: Tensor, levels: tuple[int, ...]) -> list[Tensor]:
     return list(out.split(list(levels), dim=2))
 
 
-def _check_joint(out: Tensor, levels: tuple[int, ...]) -> None:
-    if out.shape[2] != math.prod(levels):
+def _check_joint(channels: int, levels: tuple[int, ...]) -> None:
+    if channels != math.prod(levels):
         raise ValueError(
-            f"{out.shape[2]} logit channels for joint FSQ levels {levels} "
-            f"(prod {math.prod(levels)})"
+            f"{channels} logit channels for joint FSQ levels {levels} (prod {math.prod(levels)})"
         )
 
 
@@ -113,8 +92,8 @@ def token_nll(out: Tensor, digits: Tensor, levels: tuple[int, ...], joint: bool 
     """Cross-entropy of each cell's token (factorized: summed over its channels): (B, T, H, W)
     fp32. Either way the negative log-likelihood of the whole token."""
     if joint:
-        _check_joint(out, levels)
-        target = joint_index(digits, levels)
+        _check_joint(out.shape[2], levels)
+        target = digits_to_indices(digits, levels, dim=2)
         return F.cross_entropy(out.float().transpose(1, 2), target, reduction="none")
     total = None
     for c, logits in enumerate(split_logits(out, levels)):
@@ -129,8 +108,8 @@ def token_correct(
     """(B, T, H, W) bool: the most likely token (factorized: every channel's most likely
     digit) is right."""
     if joint:
-        _check_joint(out, levels)
-        return out.argmax(2) == joint_index(digits, levels)
+        _check_joint(out.shape[2], levels)
+        return out.argmax(2) == digits_to_indices(digits, levels, dim=2)
     ok = None
     for c, logits in enumerate(split_logits(out, levels)):
         hit = logits.argmax(2) == digits[:, :, c]
@@ -161,14 +140,14 @@ def draw_tokens(
         return (logprob / temperature + noise).argmax(1)
 
     if joint:
-        _check_joint(logits.unsqueeze(1), levels)
+        _check_joint(logits.shape[1], levels)
         logprob = torch.log_softmax(logits.float(), dim=1)
         index = pick(logprob)
         logp = logprob.gather(1, index.unsqueeze(1)).squeeze(1)
-        return index_digits(index, levels), logp
+        return indices_to_digits(index, levels), logp
     draws, logp = [], None
-    for lg in split_logits(logits.unsqueeze(1), levels):
-        logprob = torch.log_softmax(lg[:, 0].float(), dim=1)  # (B, L_c, H, W)
+    for lg in split_logits(logits.unsqueeze(1), levels):  # per channel (B, 1, L_c, H, W)
+        logprob = torch.log_softmax(lg[:, 0].float(), dim=1)
         digit = pick(logprob)
         draws.append(digit)
         part = logprob.gather(1, digit.unsqueeze(1)).squeeze(1)
