@@ -203,6 +203,11 @@ class DynamicsConfig:
     latent space). MaskGIT: sum(fsq_levels) logits (prod(fsq_levels) with
     ``objective.token_logits=joint``), with latent_channels = len(levels) + 1
     (code values + a mask flag), see ``farsight/models/tokens.py``."""
+    object_channels: int = 0
+    """K > 0: an object head, a linear map from the last block's tokens to K maps on the
+    latent grid (one per tracked entity of the store: ``farsight/objectives/object_maps.py``),
+    trained by ``objective.object_maps``; rollouts never read it. The training command sets
+    K from the store when ``objective.object_maps`` is on. 0: none."""
     heads: HeadsConfig = field(default_factory=HeadsConfig)
 
     @property
@@ -250,6 +255,8 @@ class DynamicsConfig:
             raise ConfigError(
                 f"residual_reference={self.residual_reference!r}: one of {RESIDUAL_REFERENCES}"
             )
+        if self.object_channels < 0:
+            raise ConfigError(f"object_channels={self.object_channels} must be >= 0")
         if self.prev_frame_kernel < 1 or self.prev_frame_kernel % 2 == 0:
             raise ConfigError(f"prev_frame_kernel={self.prev_frame_kernel}: must be odd and >= 1")
         if self.prev_frame_count < 1:
@@ -359,6 +366,15 @@ class ObjectiveConfig:
     """Share of the actions replaced by the null action (each action drawn on its own), so
     the model also learns the next frame without its action: classifier-free guidance on the
     action (``sampling.action_guidance``). Needs ``model.null_action``."""
+    object_maps: float = 0.0
+    """Weight of the object head's loss: at the frames head 1 is trained on, the squared error
+    of its maps of where each entity of the store's ground-truth state is (Gaussian bumps of
+    ``object_sigma`` latent cells), relative to the maps' energy
+    (``farsight/objectives/object_maps.py``). Training-time supervision only: the state
+    is read from the store, a rollout needs none. Needs a store with entity positions
+    (the arena; a game with a RAM map). 0 = off."""
+    object_sigma: float = 0.5
+    """Width of an entity's bump on the latent grid, in latent cells."""
 
     def validate(self) -> None:
         _choice("objective.kind", self.kind, OBJECTIVE_KINDS)
@@ -406,6 +422,13 @@ class ObjectiveConfig:
             raise ConfigError("objective.token_logits=joint: only the maskgit objective has tokens")
         if self.kind == "maskgit" and (not self.fsq_levels or min(self.fsq_levels) < 2):
             raise ConfigError(f"objective.fsq_levels={list(self.fsq_levels)}: maskgit needs them")
+        if self.object_maps < 0 or self.object_sigma <= 0:
+            raise ConfigError(
+                f"objective.object_maps={self.object_maps} must be >= 0 and "
+                f"objective.object_sigma={self.object_sigma} > 0"
+            )
+        if self.object_maps and self.kind == "maskgit":
+            raise ConfigError("objective.object_maps: a denoising-objective option, not maskgit")
         if self.kind == "full_sequence" and self.context_level_max > 0:
             raise ConfigError("objective.context_level_max: full_sequence has no context to noise")
 
@@ -497,6 +520,11 @@ def check_objective_fits_model(model: DynamicsConfig, objective: ObjectiveConfig
         raise ConfigError(
             "model.residual_output outputs clean latents: "
             f"objective.prediction={objective.prediction!r} must be 'x0'"
+        )
+    if objective.object_maps and not model.object_channels:
+        raise ConfigError(
+            f"objective.object_maps={objective.object_maps} needs model.object_channels > 0 "
+            "(the object head; the training command sets it from the store)"
         )
     if objective.action_dropout and not model.null_action:
         raise ConfigError(

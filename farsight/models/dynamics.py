@@ -23,6 +23,9 @@ followed by a spatial one. ``prev_frame_count`` K > 1 embeds frames t-2 .. t-K t
 
 Head 1 (the denoising head) is the final layer after the last block; its output is whatever
 the objective trains it for (v or x0). The far heads (``heads.py``) branch after block L_b.
+With ``object_channels`` K, an object head (a linear map of the last block's tokens) gives K
+maps on the latent grid for training-time supervision (``objective.object_maps``); rollouts
+never compute it.
 
 Two entry points:
     forward(x, tau, actions, clean=...)   training: whole clip, head 1 + far heads
@@ -113,6 +116,8 @@ class TrunkOutput:
     """Per-frame conditioning c_t (B, T, D)."""
     branch: Tensor | None = None
     """Hidden state after block L_b (B, T, N, D), when asked for."""
+    objects: Tensor | None = None
+    """The object head's maps (B, T, K, H, W), when asked for."""
 
 
 @dataclass
@@ -121,6 +126,8 @@ class DynamicsOutput:
     """Head 1 at every position: (B, T, C, H, W)."""
     far: dict[int, Tensor] = field(default_factory=dict)
     """Far head k: (B, T, C, H / r_k, W / r_k), position t predicting frame t + k - 1."""
+    objects: Tensor | None = None
+    """The object head's maps (B, T, K, H, W) (``object_channels`` > 0), else None."""
 
 
 RENAMED_MODULES = {"ctx_noise_embed.": "context_level_embed."}
@@ -162,8 +169,14 @@ class DynamicsModel(nn.Module):
             for _ in range(cfg.depth)
         )
         self.final = FinalLayer(d, p * p * cfg.output_channels)
+        k = cfg.object_channels
+        self.object_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, p * p * k)) if k else None
         self.heads = MultiFrameHeads(cfg) if cfg.heads.far_offsets else None
         init_weights(self)
+        if self.object_head is not None:
+            # Maps start empty (relative error 1), so the head's first steps do not throw the
+            # trunk about with random maps many times the targets' size.
+            nn.init.zeros_(self.object_head[1].weight)
         for table in (self.action_embed, self.action_tokens):
             if table is not None:
                 nn.init.normal_(table.weight, std=cfg.action_embed_std)
@@ -237,6 +250,7 @@ class DynamicsModel(nn.Module):
         prev: Tensor | None = None,
         commit_frames: int | None = None,
         reference: Tensor | None = None,
+        objects: bool = False,
     ) -> TrunkOutput:
         """Run the trunk and head 1.
 
@@ -252,7 +266,8 @@ class DynamicsModel(nn.Module):
         only the call's first frames (None: all), so finished frames can be committed in the
         same call as the first denoising step of the next (causal: the later frames cannot
         change their keys and values). ``reference`` (B, T, C, H, W): what ``residual_output``
-        adds head 1's output to (None: each frame's previous input).
+        adds head 1's output to (None: each frame's previous input). ``objects``: also the
+        object head's maps.
         """
         cond = self.condition(tau, actions_in, context_level)
         frames = torch.arange(start_frame, start_frame + x.shape[1], device=x.device)
@@ -265,13 +280,24 @@ class DynamicsModel(nn.Module):
             if keep_branch and i + 1 == self.branch_index:
                 branch = h
         base = before if reference is None else reference
-        return TrunkOutput(main=self.head_one(h, cond, base), cond=cond, branch=branch)
+        return TrunkOutput(
+            main=self.head_one(h, cond, base),
+            cond=cond,
+            branch=branch,
+            objects=self.object_maps(h) if objects else None,
+        )
 
     def head_one(self, h: Tensor, cond: Tensor, base: Tensor) -> Tensor:
         """Head 1 (B, T, C, H, W) from the last block's tokens; with ``residual_output`` added
         to ``base`` (B, T, C, H, W): each frame's previous input, or the caller's reference."""
         main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
         return main + base.to(main.dtype) if self.cfg.residual_output else main
+
+    def object_maps(self, h: Tensor) -> Tensor:
+        """The object head's maps (B, T, K, H, W) from the last block's tokens."""
+        if self.object_head is None:
+            raise ValueError("this model has no object head (model.object_channels=0)")
+        return unpatchify(self.object_head(h), self.grid, (self.cfg.patch, self.cfg.patch))
 
     def trunk_teacher_forced(
         self,
@@ -284,6 +310,7 @@ class DynamicsModel(nn.Module):
         context_level: Tensor | None = None,
         keep_branch: bool = False,
         reference: Tensor | None = None,
+        objects: bool = False,
     ) -> TrunkOutput:
         """Every frame of a clip denoised with a clean(-ish) past, in one pass.
 
@@ -316,7 +343,13 @@ class DynamicsModel(nn.Module):
             if keep_branch and i + 1 == self.branch_index:
                 branch = h[:, t:]
         base = before if reference is None else reference
-        return TrunkOutput(main=self.head_one(h[:, t:], cond, base), cond=cond, branch=branch)
+        h = h[:, t:]
+        return TrunkOutput(
+            main=self.head_one(h, cond, base),
+            cond=cond,
+            branch=branch,
+            objects=self.object_maps(h) if objects else None,
+        )
 
     def forward(
         self,
@@ -346,6 +379,7 @@ class DynamicsModel(nn.Module):
         t = x.shape[1]
         actions_in = actions_into_frames(actions[:, :t], self.start_action)
         use_heads = heads and self.heads is not None
+        objects = self.object_head is not None
         if context is not None:
             if context_levels is None:
                 raise ValueError("context=... needs context_levels=... (its noise levels)")
@@ -358,6 +392,7 @@ class DynamicsModel(nn.Module):
                 context_level=context_level,
                 keep_branch=use_heads,
                 reference=reference,
+                objects=objects,
             )
         else:
             out = self.trunk(
@@ -367,6 +402,7 @@ class DynamicsModel(nn.Module):
                 context_level=context_level,
                 keep_branch=use_heads,
                 reference=reference,
+                objects=objects,
             )
         far = {}
         if use_heads:
@@ -379,7 +415,7 @@ class DynamicsModel(nn.Module):
                 frame_actions = actions_into_frames(actions[:, :n], self.start_action)
                 frame_tokens = self.embed(clean[:, :n], actions_in=frame_actions)
             far = self.heads(out.branch, out.cond, actions, frame_tokens)
-        return DynamicsOutput(main=out.main, far=far)
+        return DynamicsOutput(main=out.main, far=far, objects=out.objects)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every head's loss reaches: embeddings and the blocks before the branch."""

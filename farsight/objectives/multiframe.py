@@ -13,10 +13,13 @@ frames, runs the model and computes
            (+ with ``multires``, the coarser pyramid levels of the same frame)
     L_aux  far head k at position t vs head 1's clean estimate of frame t + k - 1 made at
            position t + k - 1, pooled to r_k (post, extension 1); mean over far heads
+    L_obj  with ``object_maps``: the object head's maps of frame t at head 1's positions vs
+           ``batch['object_maps']`` (``object_maps.py``), weight ``object_maps``
 
 Batch keys: ``latents`` (B, Tt, C, H, W) clean, scaled; ``actions`` (B, Tt) int64, a_t taken
 after frame t; optional ``input_frames`` (int: how many leading frames the model sees,
-default Tt - (K_max - 1): the rest are target-only) and ``valid`` (B, Tt) bool (padding).
+default Tt - (K_max - 1): the rest are target-only), ``valid`` (B, Tt) bool (padding) and,
+for ``object_maps``, ``object_maps`` (B, Tt, K, H, W).
 A target past the clip end (or on an invalid frame) is masked out of its head's loss.
 
 Dimension legend: B batch, Tt clip frames incl. extra targets, T input frames, C H W latent,
@@ -36,6 +39,7 @@ from farsight.config import ConfigError
 from farsight.dynamics_config import HeadsConfig, ObjectiveConfig, check_objective_fits_model
 from farsight.models.dynamics import previous_frames
 from farsight.models.layers import pool_latents
+from farsight.objectives.object_maps import object_map_error
 from farsight.objectives.worst import worst_share_mean
 from farsight.parallel import all_reduce_sum, is_sharded, local, unwrap
 
@@ -313,6 +317,16 @@ class DenoisingObjective:
             diagnostics["loss/main_coarse"] = coarse
 
         weights = {"main": 1.0}
+        if c.object_maps > 0:
+            if out.objects is None or "object_maps" not in batch:
+                raise ValueError(
+                    "objective.object_maps needs a model with an object head "
+                    "(model.object_channels) and batch['object_maps'] (the training command "
+                    "makes them from the store's state)"
+                )
+            target = batch["object_maps"][:, :n_in]
+            values["objects"] = object_map_error(out.objects, target, main_mask)
+            weights["objects"] = c.object_maps
         far_res = heads.head_resolutions[1:]
         targets = head_targets(clean, heads.far_offsets, far_res, n_in, valid)
         aux = []

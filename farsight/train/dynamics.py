@@ -29,6 +29,7 @@ from farsight.parallel import DistInfo, parallelize, setup, teardown
 from farsight.train.autoencoder import load_autoencoder
 from farsight.train.data import step_batches
 from farsight.train.dynamics_data import (
+    fit_object_head,
     fit_to_cache,
     label_run_store,
     open_latents,
@@ -82,6 +83,7 @@ class DynamicsTrainer(Trainer):
         fit_to_cache(cfg, cache.info)
         cfg.model.latent_size = tuple(cache.info.grid)
         cfg.model.num_actions = len(cache.store.meta["env"]["action_meanings"])
+        object_cell = fit_object_head(cfg, cache)
         cfg.validate()
         extra = cfg.model.heads.max_offset - 1
         dataset = cache.clips(
@@ -90,9 +92,9 @@ class DynamicsTrainer(Trainer):
         autoencoder, ae_cfg, _ = load_autoencoder(cfg.data.autoencoder)
         seed_everything(cfg.train.seed)
         model = DynamicsModel(cfg.model)
-        objective = TrainObjective(cfg, start_step, info.is_main)
+        objective = TrainObjective(cfg, start_step, info.is_main, object_cell)
         validate = DynamicsValidation(
-            cfg, val_batch(cache, cfg, extra), autoencoder, cache.store.meta["env"]
+            cfg, val_batch(cache, cfg, extra), autoencoder, cache.store.meta["env"], object_cell
         )
 
         def batches(start_step: int):

@@ -20,6 +20,7 @@ from farsight.errors import UsageError
 from farsight.latents import LatentCache, build_cache, default_cache_path, open_cache
 from farsight.models.tokens import input_channels, output_channels
 from farsight.objectives import TOKEN_OBJECTIVES
+from farsight.objectives.object_maps import entity_count
 from farsight.train.recipes.dynamics import DynamicsRunConfig
 
 
@@ -44,7 +45,11 @@ def val_batch(cache, cfg: DynamicsRunConfig, extra: int) -> dict:
             continue
         picks = np.linspace(0, len(clips) - 1, min(cfg.data.val_clips, len(clips))).astype(int)
         items = [clips[int(i)] for i in np.unique(picks)]
-        return {k: torch.stack([it[k] for it in items]) for k in ("latents", "actions")}
+        batch = {k: torch.stack([it[k] for it in items]) for k in ("latents", "actions")}
+        if "state" in items[0]:
+            names = items[0]["state"]
+            batch["state"] = {k: torch.stack([it["state"][k] for it in items]) for k in names}
+        return batch
     raise UsageError(f"latent cache {cache.path} has no clip of {cfg.data.clip_len + extra} frames")
 
 
@@ -81,3 +86,30 @@ def fit_to_cache(cfg: DynamicsRunConfig, info) -> None:
         cfg.model.out_channels = output_channels(levels, cfg.objective.token_logits == "joint")
     else:
         cfg.model.latent_channels = info.channels
+
+
+def fit_object_head(cfg: DynamicsRunConfig, cache) -> float:
+    """With ``objective.object_maps``: the object head's size (one map per entity of the
+    store's state) set into ``model.object_channels``, and the frame pixels per latent cell
+    its maps are drawn at (returned; 0 when the option is off)."""
+    if not cfg.objective.object_maps:
+        return 0.0
+    prefix = "state."
+    shapes = {
+        k[len(prefix) :]: tuple(v[0]) for k, v in cache.store.arrays.items() if k.startswith(prefix)
+    }
+    k = entity_count(shapes)
+    if not k:
+        raise UsageError(
+            f"objective.object_maps={cfg.objective.object_maps}: the store behind {cache.path} "
+            f"records no entity positions (its state: {sorted(shapes) or 'none'}); it needs "
+            "state.player, state.camera and state.objects (the arena) or state.object_xy "
+            "(a game with a RAM map)"
+        )
+    if cfg.model.object_channels not in (0, k):
+        raise UsageError(
+            f"model.object_channels={cfg.model.object_channels}, but the store has {k} entities"
+        )
+    cfg.model.object_channels = k
+    frame_height = cache.meta["source"]["frame_shape"][0]
+    return frame_height / cache.info.grid[0]

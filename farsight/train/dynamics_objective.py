@@ -1,5 +1,6 @@
 """The dynamics run's training objective: the configured one (``farsight.objectives``), on
 batches whose contexts the model partly generated itself (``rollout_context``), with the
+object head's target maps made from the store's state (``objective.object_maps``) and the
 per-head gradient-cosine diagnostic."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from torch import nn
 
 from farsight.objectives import make_objective
 from farsight.objectives.multiframe import head_gradient_cosines
+from farsight.objectives.object_maps import entity_positions, object_maps
 from farsight.parallel import is_sharded, unwrap
 from farsight.train.recipes.dynamics import DynamicsRunConfig
 from farsight.train.rollout_context import with_generated_context, with_generated_tokens
@@ -46,6 +48,16 @@ def own_context(model: nn.Module, batch: dict, cfg: DynamicsRunConfig, clip_len:
     )
 
 
+def with_object_maps(batch: dict, cell: float, sigma: float) -> dict:
+    """``batch`` with ``object_maps`` (B, Tt, K, H, W) drawn from its ``state``; ``cell``:
+    frame pixels per latent cell."""
+    if "state" not in batch:
+        raise ValueError("objective.object_maps: the batch has no state (store without state.*)")
+    latents = batch["latents"]
+    xy = entity_positions(batch["state"]).to(latents.device)
+    return {**batch, "object_maps": object_maps(xy, tuple(latents.shape[-2:]), cell, sigma)}
+
+
 def cut_clips(batch: dict, cfg: DynamicsRunConfig) -> tuple[dict, int]:
     """``batch`` with its clips cut to a length drawn from [data.min_clip_len, data.clip_len]
     (their first frames dropped, the far heads' extra frames kept at the end), and that
@@ -56,7 +68,9 @@ def cut_clips(batch: dict, cfg: DynamicsRunConfig) -> tuple[dict, int]:
         return batch, full
     length = int(torch.randint(cfg.data.min_clip_len, full + 1, ()))
     drop = full - length
-    cut = {key: batch[key][:, drop:] for key in ("latents", "actions")}
+    cut = {
+        key: batch[key][:, drop:] for key in ("latents", "actions", "object_maps") if key in batch
+    }
     return {**batch, **cut}, length
 
 
@@ -67,8 +81,14 @@ class TrainObjective:
     a forked RNG, so it never changes what training draws.
     """
 
-    def __init__(self, cfg: DynamicsRunConfig, start_step: int, is_main: bool):
+    def __init__(
+        self, cfg: DynamicsRunConfig, start_step: int, is_main: bool, object_cell: float = 0.0
+    ):
+        """``object_cell``: frame pixels per latent cell (for ``objective.object_maps``)."""
+        if cfg.objective.object_maps and object_cell <= 0:
+            raise ValueError("objective.object_maps needs object_cell (frame px per latent cell)")
         self.cfg = cfg
+        self.object_cell = object_cell
         self.objective = make_objective(cfg.objective)
         self.every = cfg.grad_cosine_every
         self.is_main = is_main
@@ -76,6 +96,8 @@ class TrainObjective:
 
     def __call__(self, model: nn.Module, batch: dict):
         self.step += 1
+        if self.cfg.objective.object_maps:
+            batch = with_object_maps(batch, self.object_cell, self.cfg.objective.object_sigma)
         batch, clip_len = cut_clips(batch, self.cfg)
         rollout_context = self.cfg.rollout_context
         if rollout_context.fraction and self.step > rollout_context.start_step:

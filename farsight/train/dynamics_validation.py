@@ -14,6 +14,7 @@ from farsight.objectives.action_probe import action_probe
 from farsight.objectives.multiframe import DenoisingObjective
 from farsight.rollout_video import write_rollout_video
 from farsight.train.dynamics_data import run_actions
+from farsight.train.dynamics_objective import with_object_maps
 from farsight.train.loop import ValContext
 from farsight.train.recipes.dynamics import DynamicsRunConfig
 from farsight.world_env import WorldModelParts
@@ -22,7 +23,18 @@ from farsight.world_env import WorldModelParts
 class DynamicsValidation:
     """Validation losses per head on fixed clips and noise (EMA weights), plus a rollout video."""
 
-    def __init__(self, cfg: DynamicsRunConfig, batch: dict, autoencoder: Autoencoder, meta: dict):
+    def __init__(
+        self,
+        cfg: DynamicsRunConfig,
+        batch: dict,
+        autoencoder: Autoencoder,
+        meta: dict,
+        object_cell: float = 0.0,
+    ):
+        """``object_cell``: frame pixels per latent cell, for ``objective.object_maps``."""
+        if cfg.objective.object_maps:
+            batch = with_object_maps(batch, object_cell, cfg.objective.object_sigma)
+        batch = {k: v for k, v in batch.items() if k != "state"}
         self.cfg, self.batch, self.autoencoder, self.meta = cfg, batch, autoencoder, meta
         self.objective = make_objective(cfg.objective)
 
