@@ -526,6 +526,12 @@ def check_objective_fits_model(model: DynamicsConfig, objective: ObjectiveConfig
             f"objective.object_maps={objective.object_maps} needs model.object_channels > 0 "
             "(the object head; the training command sets it from the store)"
         )
+    if model.object_channels and not objective.object_maps:
+        # A head no loss reaches: wasted work, and DDP stops on its unused parameters.
+        raise ConfigError(
+            f"model.object_channels={model.object_channels} needs objective.object_maps > 0 "
+            "(its loss weight)"
+        )
     if objective.action_dropout and not model.null_action:
         raise ConfigError(
             f"objective.action_dropout={objective.action_dropout} needs model.null_action=true "

@@ -84,6 +84,9 @@ def test_config_needs_the_head_and_a_denoising_objective():
         ObjectiveConfig(kind="maskgit", fsq_levels=(5, 5), object_maps=0.5).validate()
     with pytest.raises(ConfigError, match="object_sigma"):
         ObjectiveConfig(object_sigma=0).validate()
+    model.object_channels = 7  # a head without its loss: DDP would stop on it
+    with pytest.raises(ConfigError, match="object_maps"):
+        check_objective_fits_model(model, ObjectiveConfig())
     model.object_channels = -1
     with pytest.raises(ConfigError, match="object_channels"):
         model.validate()
@@ -124,12 +127,9 @@ def test_the_object_term_trains_the_trunk_and_rollouts_do_without_it():
     objective.terms(model, batch, torch.Generator().manual_seed(1)).values["objects"].backward()
     for module in (model.input_embed, model.blocks[0]):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
-    # Without the maps the objective refuses; the rollout path never computes the head.
+    # Without the maps the objective refuses.
     with pytest.raises(ValueError, match="object_maps"):
         objective.terms(model, {k: v for k, v in batch.items() if k != "object_maps"})
-    x = batch["latents"][:, :3]
-    out = model.trunk(x, torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.long))
-    assert out.objects is None
 
 
 def test_a_tiny_object_head_learns_where_the_entities_are():
@@ -155,6 +155,7 @@ def test_a_tiny_object_head_learns_where_the_entities_are():
 def test_a_run_with_object_maps_sizes_the_head_from_the_store(arena_world, tmp_path):
     from farsight.train.dynamics import train_dynamics
     from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
+    from farsight.world_env import WorldModelEnv
     from farsight.world_model import load_world_model
 
     cfg = DYNAMICS_RECIPES.get("dyn_tiny")
@@ -167,8 +168,16 @@ def test_a_run_with_object_maps_sizes_the_head_from_the_store(arena_world, tmp_p
     num_objects = EpisodeStore(arena_world / "store").arrays["state.objects"][0][0]
     wm = load_world_model(tmp_path / "run")
     assert wm.dynamics.cfg.object_channels == 1 + num_objects
-    # The world model rolls out as any other (the head is never read there).
-    assert wm.dynamics.object_head is not None
+
+    # It rolls out as any other world model, and never computes the head there.
+    def no_head(*args):
+        raise AssertionError("a rollout computed the object head")
+
+    wm.dynamics.object_maps = no_head
+    env = WorldModelEnv(wm, arena_world / "store", seed=0)
+    env.reset(options={"prompt": 1})
+    frame, *_ = env.step(1)
+    assert frame.shape == (64, 64, 3)
 
 
 def test_a_store_without_positions_is_refused_by_name(tmp_path):
@@ -184,5 +193,26 @@ def test_a_store_without_positions_is_refused_by_name(tmp_path):
 
     cfg = DYNAMICS_RECIPES.get("dyn_tiny")
     cfg.objective.object_maps = 0.5
-    with pytest.raises(UsageError, match="state.ram|ram"):
+    with pytest.raises(UsageError, match=r"latents.*\['ram'\]"):
         fit_object_head(cfg, Cache())
+
+
+def test_cut_clips_cut_the_maps_with_the_latents():
+    from farsight.train.dynamics_objective import cut_clips
+    from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
+
+    cfg = DYNAMICS_RECIPES.get("dyn_tiny")
+    cfg.data.clip_len, cfg.data.min_clip_len = 5, 2
+    frame = torch.arange(12.0).view(1, 12, 1, 1, 1)  # each frame holds its index
+    batch = {
+        "latents": frame.expand(1, 12, 2, 4, 4),
+        "actions": torch.arange(12).view(1, 12),
+        "object_maps": frame.expand(1, 12, 3, 4, 4),
+    }
+    torch.manual_seed(0)
+    for _ in range(5):
+        cut, length = cut_clips(batch, cfg)
+        drop = 5 - length
+        assert cut["object_maps"].shape[1] == cut["latents"].shape[1] == 12 - drop
+        assert cut["object_maps"][0, :, 0, 0, 0].tolist() == list(range(drop, 12))
+        assert torch.equal(cut["object_maps"][:, :, 0], cut["latents"][:, :, 0, :, :])

@@ -361,7 +361,8 @@ def head_gradient_cosines(model: nn.Module, terms: LossTerms) -> dict[str, Tenso
     Costs one backward pass per head: run it every few hundred steps, on the unwrapped model
     (not under DDP), before ``terms.total().backward()`` (it keeps the graph). On a sharded
     (FSDP) model every rank must call it: the dot products of the shards are summed over ranks.
-    Keys: ``grad_cos/<a>~<b>`` and ``grad_norm/<a>`` with a, b in main, head2, ..., aux.
+    Keys: ``grad_cos/<a>~<b>`` and ``grad_norm/<a>`` with a, b in main, head2, ..., aux,
+    objects.
     """
     params = [p for p in unwrap(model).shared_parameters() if p.requires_grad]
     flat = {}

@@ -108,7 +108,8 @@ def fit_object_head(cfg: DynamicsRunConfig, cache) -> float:
         )
     if cfg.model.object_channels not in (0, k):
         raise UsageError(
-            f"model.object_channels={cfg.model.object_channels}, but the store has {k} entities"
+            f"model.object_channels={cfg.model.object_channels}, but the store behind "
+            f"{cache.path} has {k} entities"
         )
     cfg.model.object_channels = k
     frame_height = cache.meta["source"]["frame_shape"][0]
