@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
+from torch.utils.data import default_collate
 
 from farsight.action_labels import label_actions
 from farsight.action_source import relabel
+from farsight.data.loader import STATE_PREFIX
 from farsight.data.store import EpisodeStore
 from farsight.errors import UsageError
 from farsight.latents import LatentCache, build_cache, default_cache_path, open_cache
@@ -45,11 +46,8 @@ def val_batch(cache, cfg: DynamicsRunConfig, extra: int) -> dict:
             continue
         picks = np.linspace(0, len(clips) - 1, min(cfg.data.val_clips, len(clips))).astype(int)
         items = [clips[int(i)] for i in np.unique(picks)]
-        batch = {k: torch.stack([it[k] for it in items]) for k in ("latents", "actions")}
-        if "state" in items[0]:
-            names = items[0]["state"]
-            batch["state"] = {k: torch.stack([it["state"][k] for it in items]) for k in names}
-        return batch
+        keys = [k for k in ("latents", "actions", "state") if k in items[0]]
+        return default_collate([{k: it[k] for k in keys} for it in items])
     raise UsageError(f"latent cache {cache.path} has no clip of {cfg.data.clip_len + extra} frames")
 
 
@@ -94,9 +92,10 @@ def fit_object_head(cfg: DynamicsRunConfig, cache) -> float:
     its maps are drawn at (returned; 0 when the option is off)."""
     if not cfg.objective.object_maps:
         return 0.0
-    prefix = "state."
     shapes = {
-        k[len(prefix) :]: tuple(v[0]) for k, v in cache.store.arrays.items() if k.startswith(prefix)
+        k[len(STATE_PREFIX) :]: tuple(v[0])
+        for k, v in cache.store.arrays.items()
+        if k.startswith(STATE_PREFIX)
     }
     k = entity_count(shapes)
     if not k:
