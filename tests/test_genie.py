@@ -10,6 +10,7 @@ import pytest
 
 from farsight.action_labels import labels_path
 from farsight.action_source import ActionSourceError, relabel, store_for_model
+from farsight.cli import main
 from farsight.data.store import EpisodeStore, StoreWriter
 from farsight.play.keymap import keymap
 from farsight.train.dynamics import train_dynamics
@@ -80,7 +81,7 @@ def test_maskgit_with_joint_logits_trains_and_plays(genie_world, tmp_path):
     assert frames.dtype == np.uint8
 
 
-def test_maskgit_on_true_actions_plays(genie_world, tmp_path):
+def test_maskgit_on_true_actions_plays(genie_world, tmp_path, capsys):
     result = train_dynamics(maskgit(genie_world), tmp_path / "run", progress=False)
     assert result.step == 6 and all(np.isfinite(result.losses))
     wm = load_world_model(tmp_path / "run")
@@ -92,6 +93,11 @@ def test_maskgit_on_true_actions_plays(genie_world, tmp_path):
     env = WorldModelEnv(wm, genie_world / "store")
     assert set(env.controls) == {"steps", "temperature", "kv_cache"}
     env.configure(steps=2, temperature=0.0)
+    # The rollout command names MaskGIT's own sampling, not a diffusion sampler's.
+    args = ["rollout", "--ckpt", str(tmp_path / "run"), "--data", str(genie_world / "store")]
+    assert main([*args, "--steps", "2", "--out", str(tmp_path / "r.mp4"), "--scale", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "MaskGIT steps, temperature" in printed and "ddim" not in printed
 
 
 def test_maskgit_on_latent_actions_plays_with_digit_keys(genie_world, tmp_path):

@@ -195,6 +195,10 @@ def test_a_store_without_positions_is_refused_by_name(tmp_path):
     cfg.objective.object_maps = 0.5
     with pytest.raises(UsageError, match=r"latents.*\['ram'\]"):
         fit_object_head(cfg, Cache())
+    # A setting the option refuses by itself is named first, whatever the store lacks.
+    cfg.objective.kind, cfg.objective.fsq_levels = "maskgit", (5, 5)
+    with pytest.raises(ConfigError, match="not maskgit"):
+        fit_object_head(cfg, Cache())
 
 
 def test_cut_clips_cut_the_maps_with_the_latents():

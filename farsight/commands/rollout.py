@@ -15,6 +15,7 @@ Prints the generation speed (frames/s including decoding, the far-head panels ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import TYPE_CHECKING
 
 from farsight.errors import UsageError
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from farsight.precision import resolve_device
     from farsight.rollout_video import write_rollout_video
     from farsight.sampling.config import model_sampling, sampling_from_args
+    from farsight.sampling.frame_path import path_class
     from farsight.world_model import load_world_model
 
     if args.steps < 1:
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {result.path}: episode {result.episode}, {result.prompt_frames} prompt + "
         f"{result.generated} generated frames; generation {result.frames_per_second:.1f} "
-        f"frames/s with decoding on {device} ({sampling.steps} {sampling.sampler} steps, "
-        f"{sampling.scheduling}, context {sampling.context})"
+        f"frames/s with decoding on {device} "
+        f"({path_class(world_model.objective.kind).describe(dataclasses.asdict(sampling))})"
     )
     return 0

@@ -92,6 +92,8 @@ def fit_object_head(cfg: DynamicsRunConfig, cache) -> float:
     its maps are drawn at (returned; 0 when the option is off)."""
     if not cfg.objective.object_maps:
         return 0.0
+    # The option's own errors (a negative weight, maskgit) before what the store lacks.
+    cfg.objective.validate()
     shapes = {
         k[len(STATE_PREFIX) :]: tuple(v[0])
         for k, v in cache.store.arrays.items()
