@@ -8,9 +8,10 @@ right). The ball's next cell follows from its last two; nothing about it is rand
 first frame, so a model that has learned the dynamics draws it exactly.
 
 A recipe (``dyn_quickstart`` by default) is trained here with its own objective and
-optimiser settings at a smaller size (``model.depth=2 model.width=64`` unless overridden),
-head 1 only, without EMA, warm-up or ``rollout_context``; then rollouts of 8 frames from 4
-true frames, sampled as the recipe samples, are searched for the ball at h = 1, 2, 4, 8:
+optimiser settings at a smaller size (``model.depth=2 model.width=64 model.num_heads=4``
+unless overridden), head 1 only, without EMA, warm-up or ``rollout_context``; then rollouts
+of 8 frames from 4 true frames, sampled as the recipe samples, are searched for the ball at
+h = 1, 2, 4, 8:
 
 - ``hit``: the cell most like the ball (above the paddle row) is the ball's true cell,
   with a 95% Wilson interval over the clips (copy-last-frame: 0, the ball always moves);
@@ -49,7 +50,7 @@ from farsight.sampling.rollout import generate, new_state, prime
 from farsight.train.recipes.dynamics import DYNAMICS_RECIPES
 
 GRID, CHANNELS, ACTIONS = 16, 8, 3
-SMALL = ["model.depth=2", "model.width=64"]
+SMALL = ["model.depth=2", "model.width=64", "model.num_heads=4"]
 
 
 def object_vectors(seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,7 +142,9 @@ def evaluate(
     x, actions, cells, which = clips(clips_n, context + horizon, g, per_cell)
     codes = ball_codes(per_cell)
     actions_in = actions_into_frames(actions, model.start_action)
-    state = new_state(model, torch.Generator().manual_seed(1))
+    state = new_state(
+        model, torch.Generator().manual_seed(1), noise_cells=cfg.objective.context_noise_cells
+    )
     obj, samp = cfg.objective, cfg.sampling
     policy = samp.policy(obj.context_level)
     prime(model, state, x[:, :context], actions_in[:, :context], policy, obj.schedule)
