@@ -57,23 +57,6 @@ def add_noise(x0: Tensor, eps: Tensor, tau: Tensor, schedule: str = "linear") ->
     return per_frame(alpha, x0) * x0 + per_frame(sigma, x0) * eps
 
 
-def block_noise(like: Tensor, cells: int, generator: torch.Generator | None = None) -> Tensor:
-    """Standard normal noise shaped like ``like`` (..., H, W), constant over blocks of
-    ``cells`` x ``cells`` positions (at a random phase, so block edges fall anywhere); 1: i.i.d.
-
-    Each value is still N(0, 1), so a level means the same signal-to-noise ratio per
-    position; what changes is that neighbouring positions share their noise, and an object
-    one or two positions wide stays distinct from its surroundings at any level."""
-    if cells == 1:
-        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
-    *lead, h, w = like.shape
-    coarse = (*lead, h // cells + 2, w // cells + 2)
-    noise = torch.randn(coarse, generator=generator, device=like.device, dtype=like.dtype)
-    fine = noise.repeat_interleave(cells, dim=-2).repeat_interleave(cells, dim=-1)
-    dy, dx = torch.randint(0, cells, (2,), generator=generator, device=like.device).tolist()
-    return fine[..., dy : dy + h, dx : dx + w]
-
-
 def velocity(x0: Tensor, eps: Tensor, tau: Tensor, schedule: str = "linear") -> Tensor:
     d_alpha, d_sigma = velocity_coefs(tau, schedule)
     return per_frame(d_alpha, x0) * x0 + per_frame(d_sigma, x0) * eps

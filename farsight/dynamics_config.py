@@ -337,15 +337,6 @@ class ObjectiveConfig:
     pay: in ``ball_world.py``'s synthetic Breakout the noised half kept the model from
     learning the ball on the clean half too (hit 0.03 at h=1 at 2,400 steps, against 0.90
     with every context clean and 0.01 with every one noised up to 0.5)."""
-    context_noise_cells: int = 1
-    """The context noise's block size in latent positions: the noise that corrupts a
-    context frame (``context_level``, ``context_level_max``; a rollout's committed frames
-    under ``sampling.context_noise``) is constant over blocks of that many x that many
-    positions (``diffusion.block_noise``), each value still N(0, 1); 1 = i.i.d. per position.
-    The targets' own diffusion noise is i.i.d. whatever it is. What a generated frame gets
-    wrong is mostly smooth, and i.i.d. noise at the augmentation's levels drowns an object
-    one or two positions wide; a block's noise moves the object with its surroundings but
-    keeps it distinct from them. next_frame and teacher_forcing only."""
     motion_weight: float = 0.0
     """Head 1's squared error weighted per latent position by 1 + motion_weight * m, with m
     the change of the clean latent from the frame before (mean over channels), divided by its
@@ -413,15 +404,6 @@ class ObjectiveConfig:
         if not 0.0 <= self.context_noise_share <= 1.0:
             raise ConfigError(
                 f"objective.context_noise_share={self.context_noise_share} must lie in [0, 1]"
-            )
-        if self.context_noise_cells < 1:
-            raise ConfigError(
-                f"objective.context_noise_cells={self.context_noise_cells} must be >= 1"
-            )
-        if self.context_noise_cells > 1 and self.kind not in ("next_frame", "teacher_forcing"):
-            raise ConfigError(
-                f"objective.context_noise_cells={self.context_noise_cells}: only next_frame and"
-                f" teacher_forcing have a context to noise (objective.kind={self.kind})"
             )
         if self.context_noise_share < 1.0 and self.context_level_max <= 0:
             raise ConfigError(

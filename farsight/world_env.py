@@ -298,12 +298,7 @@ class WorldModelEnv(FarsightEnv):
         actions_in = actions_into_frames(
             torch.as_tensor(actions, device=self.device)[None], self.model.start_action
         )
-        self.state = new_state(
-            self.model,
-            self._generator,
-            kv_cache=self.sampling.kv_cache,
-            noise_cells=self.objective.context_noise_cells,
-        )
+        self.state = new_state(self.model, self._generator, kv_cache=self.sampling.kv_cache)
         prime(self.model, self.state, latents, actions_in, self.policy, self.objective.schedule)
         self.steps_taken = 0
         self._frame = frames[-1]

@@ -178,53 +178,6 @@ def test_bad_objective_configs_raise():
         make_objective(ObjectiveConfig(motion_weight=-1.0))
 
 
-def _distinct_per_map(x: torch.Tensor) -> int:
-    """The most distinct values any one (clip, frame, channel) map of x (B, T, C, H, W) has."""
-    return max(len(torch.unique(m)) for m in x.flatten(0, 2))
-
-
-def test_block_noise_is_standard_normal_and_constant_over_blocks():
-    like = torch.zeros(256, 1, 3, 8, 8)
-    g = torch.Generator().manual_seed(0)
-    # One cell: exactly torch's i.i.d. draw (runs without the option draw what they drew).
-    torch.testing.assert_close(
-        diffusion.block_noise(like, 1, g), torch.randn(like.shape, generator=g.manual_seed(0))
-    )
-    noise = diffusion.block_noise(like, 4, g.manual_seed(1))
-    assert noise.shape == like.shape
-    assert abs(noise.mean()) < 0.05 and abs(noise.std() - 1) < 0.05
-    # 8 positions at any phase meet at most 3 blocks a side; i.i.d. noise has 64 values.
-    assert _distinct_per_map(noise) <= 9
-    assert (noise[..., :, 1:] == noise[..., :, :-1]).float().mean() > 0.6
-
-
-@pytest.mark.parametrize("kind", ["next_frame", "teacher_forcing"])
-def test_context_noise_cells_noise_the_context_in_blocks_and_the_target_iid(kind):
-    """Zero latents, so what the model is shown is noise alone: blocky in the context
-    frames, i.i.d. in the frames it denoises."""
-    model = tiny_model()
-    batch = make_batch(model)
-    batch["latents"] = torch.zeros_like(batch["latents"])
-    seen = {}
-
-    def keep(module, args, kwargs):
-        seen.update(x=args[0], context=kwargs.get("context"))
-
-    model.register_forward_pre_hook(keep, with_kwargs=True)
-    cfg = ObjectiveConfig(kind=kind, context_level=0.3, context_noise_cells=4)
-    make_objective(cfg)(model, batch, torch.Generator().manual_seed(0))
-    if kind == "next_frame":
-        context, target = seen["x"][:, :-1], seen["x"][:, -1:]
-    else:
-        context, target = seen["context"], seen["x"]
-    assert _distinct_per_map(context) <= 9
-    assert _distinct_per_map(target) == 64
-    with pytest.raises(ConfigError, match="context_noise_cells"):
-        make_objective(ObjectiveConfig(kind="diffusion_forcing", context_noise_cells=4))
-    with pytest.raises(ConfigError, match="context_noise_cells"):
-        make_objective(ObjectiveConfig(kind=kind, context_noise_cells=0))
-
-
 # --- objectives run, are repeatable, and learn ----------------------------------------------
 
 

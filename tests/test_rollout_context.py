@@ -33,10 +33,10 @@ def model_and_batch(one_thread):
     return model.train(), batch
 
 
-def generated(model, batch, fraction, seed=0, min_prompt=1, noise_cells=1):
+def generated(model, batch, fraction, seed=0, min_prompt=1):
     torch.manual_seed(seed)
     cfg = RolloutContextConfig(fraction=fraction, min_prompt=min_prompt)
-    return with_generated_context(model, batch, cfg, SAMPLING, T, noise_cells=noise_cells, **KW)
+    return with_generated_context(model, batch, cfg, SAMPLING, T, **KW)
 
 
 def test_only_the_context_after_the_prompt_is_replaced(model_and_batch):
@@ -56,28 +56,23 @@ def test_only_the_context_after_the_prompt_is_replaced(model_and_batch):
     assert not made.requires_grad and torch.isfinite(made).all()
 
 
-@pytest.mark.parametrize("cells", [1, 4])
-def test_generated_frames_are_the_models_rollout(model_and_batch, cells):
+def test_generated_frames_are_the_models_rollout(model_and_batch):
     """What the clip holds is what a rollout from its prompt gives: the same function as play
-    and eval use, not a training-only imitation of it (its context noised in the model's
-    ``objective.context_noise_cells``)."""
+    and eval use, not a training-only imitation of it."""
     model, batch = model_and_batch
-    out = generated(model, batch, fraction=1.0, min_prompt=2, noise_cells=cells)
+    out = generated(model, batch, fraction=1.0, min_prompt=2)
     torch.manual_seed(0)
     prompt = int(torch.randint(2, T - 1, ()))
     picks = torch.randperm(6)
     seed = int(torch.randint(0, 2**62, ()))
     model.eval()
-    state = rollout.new_state(model, torch.Generator().manual_seed(seed), noise_cells=cells)
+    state = rollout.new_state(model, torch.Generator().manual_seed(seed))
     clips = batch["latents"][picks]
     actions_in = actions_into_frames(batch["actions"][picks], model.start_action)
     policy = SAMPLING.policy(KW["context_level"])
     rollout.prime(model, state, clips[:, :prompt], actions_in[:, :prompt], policy)
     expect = rollout.generate(model, state, actions_in[:, prompt : T - 1], SAMPLING, **KW)
     assert torch.allclose(out["latents"][picks, prompt : T - 1], expect)
-    if cells > 1:  # the block size reached the rollout: other noise, other frames
-        iid = generated(model, batch, fraction=1.0, min_prompt=2)
-        assert not torch.allclose(out["latents"], iid["latents"])
 
 
 def test_same_seed_same_context_and_off_is_the_identity(model_and_batch):
@@ -147,11 +142,7 @@ def test_contexts_sample_with_their_own_steps(model_and_batch, monkeypatch):
     def record(model, batch, rc, sampling, *args, **kwargs):
         seen.append(sampling.steps)
         joints.append(kwargs.get("joint"))
-        cells.append(kwargs.get("noise_cells"))
         return batch
-
-    cells = []
-    cfg.objective.context_noise_cells = 4
 
     monkeypatch.setattr(dynamics_objective, "with_generated_context", record)
     monkeypatch.setattr(dynamics_objective, "with_generated_tokens", record)
@@ -164,7 +155,6 @@ def test_contexts_sample_with_their_own_steps(model_and_batch, monkeypatch):
     assert len(seen) == 4
     assert cfg.sampling.steps == 8
     assert joints[2:] == [False, False]  # MaskGIT's contexts drawn as its logits say
-    assert cells[:2] == [4, 4]  # latents' contexts noised in the objective's blocks
     cfg.objective.token_logits = "joint"
     dynamics_objective.own_context(model, batch, cfg, T)
     assert joints[-1] is True

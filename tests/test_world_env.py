@@ -283,26 +283,3 @@ def test_the_run_configs_sampling_is_the_default_and_flags_override_it(world_mod
     chosen = sampling_from_args(flags, model_sampling(own))
     assert (chosen.steps, chosen.context) == (3, "clean")
     assert WorldModelEnv(own, sampling=chosen).sampling.steps == 3
-
-
-def test_the_context_is_noised_as_the_model_was_trained(world_model, store):
-    """A model trained with ``objective.context_noise_cells`` sees its rollout's committed
-    frames noised in blocks too: the noise recovered from what it is shown (linear schedule:
-    shown = (1 - c) clean + c eps) is constant over 4 x 4 blocks (of 7 neighbouring pairs
-    along a row of 8, at most 2 straddle a block edge), and i.i.d. without it."""
-    import torch
-
-    from farsight.dynamics_config import ObjectiveConfig
-
-    for cells, low, high in ((1, 0.0, 0.05), (4, 5 / 7, 1.0)):
-        own = copy.copy(world_model)
-        own.objective = ObjectiveConfig(kind="next_frame", context_noise_cells=cells)
-        env = make_env(own, store, context_level=0.3)
-        env.reset(options={"prompt": "random"})
-        env.step(0)
-        assert env.state.noise_cells == cells
-        shown, clean = torch.stack(list(env.state.inputs)), torch.stack(list(env.state.clean))
-        eps = (shown - 0.7 * clean) / 0.3
-        same = ((eps[..., 1:] - eps[..., :-1]).abs() < 1e-3).float().mean()
-        assert low <= same <= high
-        assert 0.5 < eps.std() < 1.5

@@ -275,15 +275,11 @@ class DenoisingObjective:
         if valid is not None:
             main_mask = main_mask & valid[:, :n_in]
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        if c.context_noise_cells > 1 and levels.context_levels is None:
-            # next_frame: the frames not denoised are the context; only their noise is blocky.
-            blocks = diffusion.block_noise(x0, c.context_noise_cells, generator)
-            eps = torch.where(levels.main_mask[:, :, None, None, None], eps, blocks)
         x = diffusion.add_noise(x0, eps, tau, c.schedule)
 
         stream = {}
         if levels.context_levels is not None:
-            eps_ctx = diffusion.block_noise(x0, c.context_noise_cells, generator)
+            eps_ctx = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
             stream = {
                 "context": diffusion.add_noise(x0, eps_ctx, levels.context_levels, c.schedule),
                 "context_levels": levels.context_levels,

@@ -76,9 +76,6 @@ class RolloutState:
     pending: int = 0
     """How many of the newest ``inputs`` are committed but not yet in the cache: their
     keys/values are written by the next model call, together with that call's new frames."""
-    noise_cells: int = 1
-    """Block size of the noise that corrupts the context, as the model was trained
-    (``objective.context_noise_cells``)."""
 
     @property
     def context_frames(self) -> int:
@@ -100,10 +97,8 @@ def new_state(
     *,
     kv_cache: bool = True,
     full_history: bool = False,
-    noise_cells: int = 1,
 ) -> RolloutState:
-    """An empty rollout. ``full_history`` keeps every frame (tests only: O(t) per step);
-    ``noise_cells``: the model's ``objective.context_noise_cells``."""
+    """An empty rollout. ``full_history`` keeps every frame (tests only: O(t) per step)."""
     # The window's frames plus the inputs the oldest of them stacks (``prev_frame_count``).
     keep = None if full_history else model.cfg.window + _history(model) - 1
     if generator is None:
@@ -114,7 +109,6 @@ def new_state(
         clean=deque(maxlen=keep),
         actions_in=deque(maxlen=keep),
         inputs=deque(maxlen=keep),
-        noise_cells=noise_cells,
     )
 
 
@@ -130,17 +124,16 @@ def _device(model: DynamicsModel) -> torch.device:
     return next(model.parameters()).device
 
 
-def noised(
-    latents: Tensor, level: float, generator: torch.Generator, schedule: str, cells: int = 1
-) -> Tensor:
-    """latents (B, T, C, H, W) noised to ``level`` (returned as they are at level 0), with
-    noise constant over blocks of ``cells`` positions (``diffusion.block_noise``)."""
+def _noise_like(x: Tensor, generator: torch.Generator) -> Tensor:
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def noised(latents: Tensor, level: float, generator: torch.Generator, schedule: str) -> Tensor:
+    """latents (B, T, C, H, W) noised to ``level`` (returned as they are at level 0)."""
     if level <= 0:
         return latents
     tau = latents.new_full(latents.shape[:2], level)
-    return diffusion.add_noise(
-        latents, diffusion.block_noise(latents, cells, generator), tau, schedule
-    )
+    return diffusion.add_noise(latents, _noise_like(latents, generator), tau, schedule)
 
 
 def _context_level(model: DynamicsModel, like: Tensor, label: float) -> Tensor | None:
@@ -182,9 +175,7 @@ def _sync_inputs(state: RolloutState, levels: ContextLevels, schedule: str) -> N
     state.inputs.clear()
     if state.clean:
         clean = torch.stack(list(state.clean), dim=1)
-        state.inputs.extend(
-            noised(clean, levels.noise, state.generator, schedule, state.noise_cells).unbind(1)
-        )
+        state.inputs.extend(noised(clean, levels.noise, state.generator, schedule).unbind(1))
     state.input_levels = levels
     state.cache_levels = None  # keys/values of other inputs
     state.pending = 0
@@ -252,7 +243,7 @@ def commit(
         return
     levels = policy.committed
     _sync_inputs(state, levels, schedule)
-    shown = noised(latents, levels.noise, state.generator, schedule, state.noise_cells)
+    shown = noised(latents, levels.noise, state.generator, schedule)
     # An empty cache can take the frames directly; a stale one is rebuilt at its next use.
     first_fill = state.cache is not None and state.cache_levels is None and not state.clean
     in_sync = state.cache is not None and (state.cache_levels == levels or first_fill)
@@ -387,16 +378,10 @@ def predict(
     if policy.recomputes_context:
         ctx = x[:, :0]
         if count:
-            ctx = noised(
-                _stack(state.clean, count),
-                levels.noise,
-                state.generator,
-                schedule,
-                state.noise_cells,
-            )
+            ctx = noised(_stack(state.clean, count), levels.noise, state.generator, schedule)
         stacked = _before(state.clean, start, _history(model))
         if stacked is not None and (model.cfg.prev_frame_input or model.cfg.residual_output):
-            prev = noised(stacked, levels.noise, state.generator, schedule, state.noise_cells)
+            prev = noised(stacked, levels.noise, state.generator, schedule)
     else:
         _sync_inputs(state, levels, schedule)
         ctx = _stack(state.inputs, count) if count else x[:, :0]

@@ -45,7 +45,6 @@ def own_context(model: nn.Module, batch: dict, cfg: DynamicsRunConfig, clip_len:
         prediction=cfg.objective.prediction,
         schedule=cfg.objective.schedule,
         context_level=cfg.objective.context_level,
-        noise_cells=cfg.objective.context_noise_cells,
     )
 
 

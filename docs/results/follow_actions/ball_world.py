@@ -142,9 +142,7 @@ def evaluate(
     x, actions, cells, which = clips(clips_n, context + horizon, g, per_cell)
     codes = ball_codes(per_cell)
     actions_in = actions_into_frames(actions, model.start_action)
-    state = new_state(
-        model, torch.Generator().manual_seed(1), noise_cells=cfg.objective.context_noise_cells
-    )
+    state = new_state(model, torch.Generator().manual_seed(1))
     obj, samp = cfg.objective, cfg.sampling
     policy = samp.policy(obj.context_level)
     prime(model, state, x[:, :context], actions_in[:, :context], policy, obj.schedule)
