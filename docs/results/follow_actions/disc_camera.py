@@ -4,10 +4,13 @@ A disc's move in the view is its own move in the world minus the camera's, and t
 depends on the action and on the walls (it stops within half a view of them). This script
 rolls out ``farsight eval``'s clips (the same clips, seeds and sampling) and splits every disc
 sighting at h = 1, 2, 4 by whether the camera moved between the last true frame and that one:
-for each part, the sightings, and the share found within the eval's hit distance (2 px at
+for each part, the sightings, the share found within the eval's hit distance (2 px at
 64 x 64) by the model, with a 95% Wilson interval over the sightings (which are not
 independent: several discs a clip, clips from the split's few episodes), and by
-copy-last-frame (the last true frame read as the generation).
+copy-last-frame (the last true frame read as the generation); then the same within 1 px, and
+the mean error of the discs each finds at all. A disc moves 2 px a frame, so at h=1 a disc
+left where it was sits at the 2-px edge: within 1 px is what tells a moved disc from a kept
+one. The clips are those of ``farsight eval --episodes CLIPS --horizon 4 --prompt-frames P``.
 
     python docs/results/follow_actions/disc_camera.py CKPT DATA [--clips 64] [--prompt-frames 8]
 """
@@ -35,14 +38,16 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def hits(gen: np.ndarray, gt: np.ndarray, state: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(N, T, K) disc sightings and those found within the hit distance, in ``gen``."""
+def readback(gen: np.ndarray, gt: np.ndarray, state: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(N, T, K) disc sightings, and the error of each found in ``gen`` (NaN: not found)."""
     rb = read_entities(
         gen, state["state.player"], state["state.camera"], state["state.objects"], gt_frames=gt
     )
-    visible = rb.visible[..., 1:]
-    hit = rb.found[..., 1:] & (np.nan_to_num(rb.error[..., 1:], nan=np.inf) <= DEFAULT_HIT_PX)
-    return visible, hit
+    return rb.visible[..., 1:], rb.error[..., 1:]
+
+
+def within(error: np.ndarray, px: float) -> np.ndarray:
+    return np.nan_to_num(error, nan=np.inf) <= px
 
 
 def main() -> None:
@@ -60,10 +65,9 @@ def main() -> None:
     missing = [k for k in ARENA_STATE_KEYS if k not in store.arrays]
     if missing:
         raise SystemExit(f"store {args.data} has no {', '.join(missing)}: an arena store is needed")
-    horizon = max(HORIZONS)
-    cfg = EvalConfig(clips=args.clips, horizon=horizon, prompt_frames=args.prompt_frames)
+    cfg = EvalConfig(clips=args.clips, horizon=max(HORIZONS), prompt_frames=args.prompt_frames)
     res = evaluate(wm, store, cfg, progress=False)
-    prompt = res.meta["prompt_frames"]
+    prompt, horizon = res.meta["prompt_frames"], res.gen.shape[1]
     reads = [
         store.read(c["episode"], c["start"] + prompt - 1, horizon + 1, keys=ARENA_STATE_KEYS)
         for c in res.meta["clips"]
@@ -73,26 +77,45 @@ def main() -> None:
     # copy-last-frame: the last true frame, shown at every horizon.
     last = store_last_frames(store, res.meta["clips"], prompt)
     copy = np.repeat(last[:, None], horizon, axis=1)
-    seen, model_hit = hits(res.gen, res.gt, state)
-    _, copy_hit = hits(copy, res.gt, state)
+    seen, model_error = readback(res.gen, res.gt, state)
+    _, copy_error = readback(copy, res.gt, state)
     # (N, T): did the view scroll between the last true frame and frame h?
     moved = np.abs(state["state.camera"] - before["state.camera"]).sum(-1) > 0
 
     print(f"{args.ckpt}: {len(moved)} clips after {prompt} prompt frames")
-    print("h | view still: sightings / model hit / copy hit | view moved: the same")
+    print(
+        "h | view still / view scrolled: sightings, hit within 2 px model [95%] / copy, "
+        "within 1 px model / copy, mean error of the found model / copy (px)"
+    )
     for h in HORIZONS:
+        if h > horizon:
+            continue
         t = h - 1
         parts = []
         for part in (~moved[:, t], moved[:, t]):
             v = seen[:, t] & part[:, None]
             n = int(v.sum())
             if not n:
-                parts.append("0 / - / -")
+                parts.append("0")
                 continue
-            k = int((model_hit[:, t] & v).sum())
+            k = int((within(model_error[:, t], DEFAULT_HIT_PX) & v).sum())
             low, high = wilson(k, n)
-            copied = (copy_hit[:, t] & v).sum() / n
-            parts.append(f"{n} / {k / n:.2f} [{low:.2f}, {high:.2f}] / {copied:.2f}")
+            cells = [f"{n}", f"{k / n:.2f} [{low:.2f}, {high:.2f}]"]
+            cells.append(f"{(within(copy_error[:, t], DEFAULT_HIT_PX) & v).sum() / n:.2f}")
+            cells.append(
+                " / ".join(
+                    f"{(within(e[:, t], 1.0) & v).sum() / n:.2f}" for e in (model_error, copy_error)
+                )
+            )
+            cells.append(
+                " / ".join(
+                    f"{np.nanmean(np.where(v, e[:, t], np.nan)):.2f}"
+                    if np.isfinite(np.where(v, e[:, t], np.nan)).any()
+                    else "-"
+                    for e in (model_error, copy_error)
+                )
+            )
+            parts.append(", ".join(cells))
         print(f"{h} | {parts[0]} | {parts[1]}")
 
 
