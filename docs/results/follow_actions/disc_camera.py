@@ -22,11 +22,9 @@ import math
 
 import numpy as np
 import torch
+from player_walls import arena_rollouts
 
-from farsight.data.store import EpisodeStore
 from farsight.eval.positions import DEFAULT_HIT_PX, read_entities
-from farsight.eval.run import ARENA_STATE_KEYS, EvalConfig, evaluate
-from farsight.world_model import load_world_model
 
 HORIZONS = (1, 2, 4)
 
@@ -60,23 +58,14 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    wm = load_world_model(args.ckpt)
-    store = EpisodeStore(args.data)
-    missing = [k for k in ARENA_STATE_KEYS if k not in store.arrays]
-    if missing:
-        raise SystemExit(f"store {args.data} has no {', '.join(missing)}: an arena store is needed")
-    cfg = EvalConfig(clips=args.clips, horizon=max(HORIZONS), prompt_frames=args.prompt_frames)
-    res = evaluate(wm, store, cfg, progress=False)
+    res, with_last = arena_rollouts(
+        args.ckpt, args.data, args.clips, max(HORIZONS), args.prompt_frames
+    )
     prompt, horizon = res.meta["prompt_frames"], res.gen.shape[1]
-    reads = [
-        store.read(c["episode"], c["start"] + prompt - 1, horizon + 1, keys=ARENA_STATE_KEYS)
-        for c in res.meta["clips"]
-    ]
-    before = {k: np.stack([r[k][:1] for r in reads]) for k in ARENA_STATE_KEYS}
-    state = {k: np.stack([r[k][1:] for r in reads]) for k in ARENA_STATE_KEYS}
+    before = {k: v[:, :1] for k, v in with_last.items()}
+    state = {k: v[:, 1:] for k, v in with_last.items()}
     # copy-last-frame: the last true frame, shown at every horizon.
-    last = store_last_frames(store, res.meta["clips"], prompt)
-    copy = np.repeat(last[:, None], horizon, axis=1)
+    copy = np.repeat(res.prompts[:, -1:], horizon, axis=1)
     seen, model_error = readback(res.gen, res.gt, state)
     _, copy_error = readback(copy, res.gt, state)
     # (N, T): did the view scroll between the last true frame and frame h?
@@ -117,16 +106,6 @@ def main() -> None:
             )
             parts.append(", ".join(cells))
         print(f"{h} | {parts[0]} | {parts[1]}")
-
-
-def store_last_frames(store: EpisodeStore, clips: list[dict], prompt: int) -> np.ndarray:
-    """(N, H, W, 3): each clip's last prompt frame."""
-    return np.stack(
-        [
-            store.read(c["episode"], c["start"] + prompt - 1, 1, keys=("frames",))["frames"][0]
-            for c in clips
-        ]
-    )
 
 
 if __name__ == "__main__":

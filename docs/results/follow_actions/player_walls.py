@@ -22,8 +22,28 @@ import torch
 
 from farsight.data.store import EpisodeStore
 from farsight.eval.positions import DEFAULT_HIT_PX, read_entities
-from farsight.eval.run import ARENA_STATE_KEYS, EvalConfig, evaluate
+from farsight.eval.run import ARENA_STATE_KEYS, EvalConfig, EvalResult, evaluate
 from farsight.world_model import load_world_model
+
+
+def arena_rollouts(
+    ckpt: str, data: str, clips: int, horizon: int, prompt_frames: int
+) -> tuple[EvalResult, dict[str, np.ndarray]]:
+    """``farsight eval``'s rollouts of an arena store's clips (its clips, seeds and sampling),
+    and the store's state (N, 1 + H, ...) at the last prompt frame and each generated one."""
+    wm = load_world_model(ckpt)
+    store = EpisodeStore(data)
+    missing = [k for k in ARENA_STATE_KEYS if k not in store.arrays]
+    if missing:
+        raise SystemExit(f"store {data} has no {', '.join(missing)}: an arena store is needed")
+    cfg = EvalConfig(clips=clips, horizon=horizon, prompt_frames=prompt_frames)
+    res = evaluate(wm, store, cfg, progress=False)
+    prompt, made = res.meta["prompt_frames"], res.gen.shape[1]
+    reads = [
+        store.read(c["episode"], c["start"] + prompt - 1, made + 1, keys=ARENA_STATE_KEYS)
+        for c in res.meta["clips"]
+    ]
+    return res, {k: np.stack([r[k] for r in reads]) for k in ARENA_STATE_KEYS}
 
 
 def main() -> None:
@@ -38,19 +58,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    wm = load_world_model(args.ckpt)
-    store = EpisodeStore(args.data)
-    missing = [k for k in ARENA_STATE_KEYS if k not in store.arrays]
-    if missing:
-        raise SystemExit(f"store {args.data} has no {', '.join(missing)}: an arena store is needed")
-    cfg = EvalConfig(clips=args.clips, horizon=args.horizon, prompt_frames=args.prompt_frames)
-    res = evaluate(wm, store, cfg, progress=False)
+    res, with_last = arena_rollouts(
+        args.ckpt, args.data, args.clips, args.horizon, args.prompt_frames
+    )
     prompt, horizon = res.meta["prompt_frames"], res.gen.shape[1]
-    reads = [
-        store.read(c["episode"], c["start"], prompt + horizon, keys=ARENA_STATE_KEYS)
-        for c in res.meta["clips"]
-    ]
-    state = {k: np.stack([r[k][prompt:] for r in reads]) for k in ARENA_STATE_KEYS}
+    state = {k: v[:, 1:] for k, v in with_last.items()}
     rb = read_entities(
         res.gen,
         state["state.player"],
