@@ -129,9 +129,10 @@ def ball_search(
 
 
 def wilson(p: float, n: int, z: float = 1.96) -> list[float]:
+    """The 95% Wilson score interval of a share p of n, to 2 decimals (inside [0, 1])."""
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(centre - half, 2), round(centre + half, 2)]
+    return [round(max(0.0, centre - half), 2), round(min(1.0, centre + half), 2)]
 
 
 @torch.no_grad()

@@ -18,22 +18,15 @@ one. The clips are those of ``farsight eval --episodes CLIPS --horizon 4 --promp
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
 import torch
+from ball_world import wilson
 from player_walls import arena_rollouts
 
 from farsight.eval.positions import DEFAULT_HIT_PX, read_entities
 
 HORIZONS = (1, 2, 4)
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def readback(gen: np.ndarray, gt: np.ndarray, state: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -62,14 +55,13 @@ def main() -> None:
         args.ckpt, args.data, args.clips, max(HORIZONS), args.prompt_frames
     )
     prompt, horizon = res.meta["prompt_frames"], res.gen.shape[1]
-    before = {k: v[:, :1] for k, v in with_last.items()}
     state = {k: v[:, 1:] for k, v in with_last.items()}
     # copy-last-frame: the last true frame, shown at every horizon.
     copy = np.repeat(res.prompts[:, -1:], horizon, axis=1)
     seen, model_error = readback(res.gen, res.gt, state)
     _, copy_error = readback(copy, res.gt, state)
     # (N, T): did the view scroll between the last true frame and frame h?
-    moved = np.abs(state["state.camera"] - before["state.camera"]).sum(-1) > 0
+    moved = np.abs(state["state.camera"] - with_last["state.camera"][:, :1]).sum(-1) > 0
 
     print(f"{args.ckpt}: {len(moved)} clips after {prompt} prompt frames")
     print(
@@ -88,7 +80,7 @@ def main() -> None:
                 parts.append("0")
                 continue
             k = int((within(model_error[:, t], DEFAULT_HIT_PX) & v).sum())
-            low, high = wilson(k, n)
+            low, high = wilson(k / n, n)
             cells = [f"{n}", f"{k / n:.2f} [{low:.2f}, {high:.2f}]"]
             cells.append(f"{(within(copy_error[:, t], DEFAULT_HIT_PX) & v).sum() / n:.2f}")
             cells.append(
