@@ -1,11 +1,12 @@
 """Can a recipe carry a moving ball? A synthetic Breakout in latent space, minutes on a CPU.
 
 Breakout's dynamics erase the ball (``object_estimates.py``). This world isolates that: a
-16 x 16 x 8 latent grid, a faint static texture, a one-cell ball (norm 0.9, about Breakout's
-ball cell change in ``ae_atari``'s latents) moving one cell per frame diagonally and bouncing
-off the walls, and a 3-cell paddle on the bottom row that the action moves (no-op, left,
-right). The ball's next cell follows from its last two; nothing about it is random after the
-first frame, so a model that has learned the dynamics draws it exactly.
+16 x 16 x 8 latent grid, a faint static texture (``--texture``, the std of its values, 0.1),
+a one-cell ball (norm 0.9, about Breakout's ball cell change in ``ae_atari``'s latents)
+moving one cell per frame diagonally and bouncing off the walls, and a 3-cell paddle on the
+bottom row that the action moves (no-op, left, right). The ball's next cell follows from its
+last two; nothing about it is random after the first frame, so a model that has learned the
+dynamics draws it exactly.
 
 A recipe (``dyn_quickstart`` by default) is trained here with its own objective and
 optimiser settings at a smaller size (``model.depth=2 model.width=64 model.num_heads=4``
@@ -17,7 +18,9 @@ h = 1, 2, 4, 8:
   with a 95% Wilson interval over the clips (copy-last-frame: 0, the ball always moves);
 - ``made``: the median share of the ball the rollout draws at its true cell (1: drawn,
   0: absent; copy-last-frame 0);
-- ``stays``: the same at the ball's cell in the last true frame (copy-last-frame: 1).
+- ``stays``: the same at the ball's cell in the last true frame (copy-last-frame: 1);
+- ``mse``: the whole frame's mean squared error, beside copy-last-frame's (``copy_mse``),
+  and without the two outer columns (``mse_inner``).
 
     python docs/results/follow_actions/ball_world.py [--recipe dyn_quickstart] \
         [--steps 1200] [--clips 128] [key.sub=value ...]
@@ -30,6 +33,20 @@ moves the ball a fraction of a cell per frame, as Breakout's ball moves half of 
 (all of norm 0.9), one per offset inside the cell, as an autoencoder writes where in its cell
 a small object is; ``hit`` asks for the cell and ``made`` for the offset's vector there, and
 copy-last-frame hits whenever the ball is still in its last cell (``copy_hit``, printed).
+``--camera M`` puts the view on a world 2M cells wider than it, as the arena's view follows
+its player: the action scrolls the view one cell left or right (held at the world's edges)
+instead of moving the paddle (drawn fixed in the middle of the bottom row), the texture is
+the world's, and the ball moves and bounces in the world; a ball's move in the view is then
+its own move minus the view's. The world's outermost columns are walls (a fixed vector, the
+ball bouncing off them), in the view exactly when the view is held at its edge, as the
+arena's walls show why its view stops; ``--hidden-edges`` leaves them out (texture there
+too), so whether an action scrolls the view cannot be told from the frames;
+``--still-texture`` keeps the texture still and the view unbounded (no walls), so the action
+changes nothing but the ball's move in the view (its own move minus the view's). Its figures
+count the frames where the ball is in the view (``n``), at h = 1 also split by whether the
+view scrolled between the last true frame and the first generated one (``hit_still``,
+``hit_scrolled``); ``rides`` is the share of the ball drawn where the view's move alone
+would carry its last cell (the ball treated as part of the texture).
 Prints one JSON line per evaluation (four during training).
 """
 
@@ -42,6 +59,7 @@ import time
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 
 from farsight.config import ConfigError, build_config
 from farsight.models.dynamics import DynamicsModel, actions_into_frames
@@ -60,6 +78,7 @@ def object_vectors(seed: int = 123) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 BALL, PADDLE = object_vectors()
+WALL = 2.0 * F.normalize(torch.randn(CHANNELS, generator=torch.Generator().manual_seed(5)), dim=0)
 
 
 def ball_codes(per_cell: int) -> torch.Tensor:
@@ -74,42 +93,86 @@ def ball_codes(per_cell: int) -> torch.Tensor:
     return torch.cat([BALL[None], 0.9 * others / others.norm(dim=-1, keepdim=True)])
 
 
-def clips(batch: int, frames: int, g: torch.Generator, per_cell: int = 1):
-    """Latents (B, T, C, G, G), actions (B, T) (a_t moves the paddle after frame t), and the
-    ball's cell (B, T, 2) and offset's code index (B, T) per frame. The ball moves
-    1 / ``per_cell`` of a cell per frame along each axis."""
+def clips(
+    batch: int,
+    frames: int,
+    g: torch.Generator,
+    per_cell: int = 1,
+    camera: int = 0,
+    walls: bool = True,
+    still_texture: bool = False,
+    texture: float = 0.1,
+):
+    """Latents (B, T, C, G, G), actions (B, T) (a_t moves the paddle, or with ``camera`` M the
+    view, after frame t), the ball's cell in the view (B, T, 2), its offset's code index
+    (B, T), whether it is in the view (B, T) and the view's column in the world (B, T). The
+    ball moves 1 / ``per_cell`` of a cell per frame along each axis."""
+    width = GRID + 2 * camera  # the world's columns
     actions = torch.randint(0, ACTIONS, (batch, frames), generator=g)
-    # positions in units of 1 / per_cell cells (integers, so bounces stay exact)
+    view = torch.zeros(batch, dtype=torch.long)
+    if camera:
+        view = torch.randint(0, 2 * camera + 1, (batch,), generator=g)
+    # positions in units of 1 / per_cell cells (integers, so bounces stay exact), in the view
+    # at the first frame
     ball = torch.stack(
         [
             torch.randint(per_cell, (GRID - 3) * per_cell, (batch,), generator=g),
-            torch.randint(0, (GRID - 1) * per_cell + 1, (batch,), generator=g),
+            torch.randint(0, (GRID - 1) * per_cell + 1, (batch,), generator=g) + view * per_cell,
         ],
         1,
     )
     velocity = torch.randint(0, 2, (batch, 2), generator=g) * 2 - 1
     codes = ball_codes(per_cell)
     paddle = torch.randint(0, GRID - 2, (batch,), generator=g)
-    texture = 0.1 * torch.randn(batch, 1, CHANNELS, GRID, GRID, generator=g)
-    x = texture.repeat(1, frames, 1, 1, 1)
+    if camera:
+        paddle = torch.full((batch,), GRID // 2 - 1)
+    world = texture * torch.randn(batch, CHANNELS, GRID, width, generator=g)
+    lowest = torch.zeros(2, dtype=torch.long)
+    highest = torch.tensor([(GRID - 2) * per_cell, (width - 1) * per_cell])
+    start = view.clone()
+    if camera and still_texture:
+        # the ball's move in the view alone depends on the action: no walls, no bounds
+        lowest[1], highest[1] = -(10**9), 10**9
+    elif camera and walls:
+        world[..., 0] = world[..., -1] = WALL[:, None]
+        lowest[1], highest[1] = per_cell, (width - 2) * per_cell
+        ball[:, 1] = ball[:, 1].clamp(lowest[1], highest[1])
+    x = torch.zeros(batch, frames, CHANNELS, GRID, GRID)
     rows = torch.arange(batch)
-    cells, offsets = [], []
-    # the ball stays above the paddle row
-    highest = torch.tensor([(GRID - 2) * per_cell, (GRID - 1) * per_cell])
+    columns = torch.arange(GRID)
+    cells, offsets, seen, views = [], [], [], []
+    # the ball stays above the paddle row (and off the walls)
     for t in range(frames):
+        shown_view = start if still_texture else view
+        x[:, t] = world[rows[:, None], :, :, shown_view[:, None] + columns].permute(0, 2, 3, 1)
         cell, offset = ball // per_cell, ball % per_cell
+        cell = cell - torch.stack([torch.zeros_like(view), view], 1)
+        inside = (cell[:, 1] >= 0) & (cell[:, 1] < GRID)
         which = offset[:, 0] * per_cell + offset[:, 1]
-        x[rows, t, :, cell[:, 0], cell[:, 1]] += codes[which]
+        shown = rows[inside]
+        x[shown, t, :, cell[inside, 0], cell[inside, 1]] += codes[which[inside]]
         for k in range(3):
             x[rows, t, :, GRID - 1, paddle + k] += PADDLE
-        cells.append(cell)
+        cells.append(cell.clamp(0, GRID - 1))
         offsets.append(which)
+        seen.append(inside)
+        views.append(view)
         step = ball + velocity
-        velocity = torch.where((step < 0) | (step > highest), -velocity, velocity)
+        velocity = torch.where((step < lowest) | (step > highest), -velocity, velocity)
         ball = ball + velocity
         move = torch.tensor([0, -1, 1])[actions[:, t]]
-        paddle = (paddle + move).clamp(0, GRID - 3)
-    return x, actions, torch.stack(cells, 1), torch.stack(offsets, 1)
+        if camera:
+            view = view + move if still_texture else (view + move).clamp(0, 2 * camera)
+        else:
+            paddle = (paddle + move).clamp(0, GRID - 3)
+    return (
+        x,
+        actions,
+        torch.stack(cells, 1),
+        torch.stack(offsets, 1),
+        torch.stack(seen, 1),
+        torch.stack(views, 1),
+    )
 
 
 def ball_search(
@@ -135,12 +198,54 @@ def wilson(p: float, n: int, z: float = 1.96) -> list[float]:
     return [round(max(0.0, centre - half), 2), round(min(1.0, centre + half), 2)]
 
 
+def draw_strip(truth: torch.Tensor, made: torch.Tensor, path: str, scale: int = 6) -> None:
+    """A picture of a few clips: for each, the true frames over the generated ones, from the
+    last true frame on (columns). Each latent cell is a square: red the ball's share (its
+    whole-cell code's), green the paddle's, blue the wall's; the texture is the faint
+    rest. truth, made (B, T, C, G, G) latents."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    def rgb(x: torch.Tensor) -> np.ndarray:
+        # each cell's least-squares mix of the three vectors: one colour each, not their overlaps
+        unmix = torch.linalg.pinv(torch.stack([BALL, PADDLE, WALL]))  # (C, 3)
+        share = torch.einsum("tchw,ck->tkhw", x.float(), unmix)
+        img = (share.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).numpy()  # (T, G, G, 3)
+        return img.repeat(scale, 1).repeat(scale, 2)
+
+    gap, label = 4, 14
+    side = GRID * scale
+    rows = [(f"clip {i} true", truth[i]) for i in range(truth.shape[0])]
+    rows = [r for i in range(truth.shape[0]) for r in (rows[i], (f"clip {i} model", made[i]))]
+    width = truth.shape[1] * (side + gap)
+    canvas = Image.new("RGB", (width, len(rows) * (side + gap + label)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (name, frames) in enumerate(rows):
+        top = r * (side + gap + label)
+        draw.text((2, top), name, fill="black")
+        for t, img in enumerate(rgb(frames)):
+            canvas.paste(Image.fromarray(img), (t * (side + gap), top + label))
+    canvas.save(path)
+
+
 @torch.no_grad()
 def evaluate(
-    model: DynamicsModel, cfg, clips_n: int, per_cell: int, context: int = 4, horizon: int = 8
+    model: DynamicsModel,
+    cfg,
+    clips_n: int,
+    per_cell: int,
+    camera: int = 0,
+    walls: bool = True,
+    still_texture: bool = False,
+    texture: float = 0.1,
+    context: int = 4,
+    horizon: int = 8,
+    strip: str | None = None,
 ):
     g = torch.Generator().manual_seed(7)
-    x, actions, cells, which = clips(clips_n, context + horizon, g, per_cell)
+    x, actions, cells, which, seen, views = clips(
+        clips_n, context + horizon, g, per_cell, camera, walls, still_texture, texture
+    )
     codes = ball_codes(per_cell)
     actions_in = actions_into_frames(actions, model.start_action)
     state = new_state(model, torch.Generator().manual_seed(1))
@@ -157,6 +262,10 @@ def evaluate(
         context_level=obj.context_level,
     )
     hit, made = ball_search(out, cells[:, context:], which[:, context:], codes)
+    if strip:
+        # three clips from the last true frame on: the truth over the model's
+        last = x[:3, context - 1 : context]
+        draw_strip(x[:3, context - 1 :], torch.cat([last, out[:3].float()], dim=1), strip)
     last_cell = cells[:, context - 1 : context].expand(-1, horizon, -1)
     _, stays = ball_search(
         out, last_cell, which[:, context - 1 : context].expand(-1, horizon), codes
@@ -164,16 +273,53 @@ def evaluate(
     # copy-last-frame's hit: 0 when the ball moves a whole cell a frame, not below that
     copy = x[:, context - 1 : context].expand(-1, horizon, -1, -1, -1)
     copy_hit, _ = ball_search(copy, cells[:, context:], which[:, context:], codes)
+    # the ball's last cell carried by the view's move alone (as if it were the texture)
+    rode = last_cell.clone()
+    rode[..., 1] -= views[:, context:] - views[:, context - 1 : context]
+    on = (rode[..., 1] >= 0) & (rode[..., 1] < GRID)
+    _, rides = ball_search(
+        out, rode.clamp(0, GRID - 1), which[:, context - 1 : context].expand(-1, horizon), codes
+    )
+    # whole-frame squared error (B, horizon): has the model learned the rest of the frame?
+    truth = x[:, context:]
+    mse = (out.float() - truth).pow(2).mean((2, 3, 4))
+    # the same without the view's outer columns (where a scroll brings in unseen texture)
+    inner = (out.float() - truth)[..., 1:-1].pow(2).mean((2, 3, 4))
+    copy_mse = (copy - truth).pow(2).mean((2, 3, 4))
+    # frames whose ball is in the view (every frame without a camera); for ``stays`` it must
+    # also have been in the last true frame
+    shown = seen[:, context:]
+    kept = shown & seen[:, context - 1 : context]
+    scrolled = views[:, context] != views[:, context - 1]
     row = {}
     for h in (1, 2, 4, 8):
-        p = float(hit[:, h - 1].mean())
+        m = shown[:, h - 1]
+        n = int(m.sum())
+        p = float(hit[m, h - 1].mean()) if n else float("nan")
         row[f"h{h}"] = {
             "hit": round(p, 2),
-            "ci": wilson(p, clips_n),
-            "made": round(float(made[:, h - 1].median()), 2),
-            "stays": round(float(stays[:, h - 1].median()), 2),
-            "copy_hit": round(float(copy_hit[:, h - 1].mean()), 2),
+            "ci": wilson(p, n) if n else None,
+            "made": round(float(made[m, h - 1].median()), 2) if n else None,
+            "stays": round(float(stays[kept[:, h - 1], h - 1].median()), 2)
+            if kept[:, h - 1].any()
+            else None,
+            "copy_hit": round(float(copy_hit[m, h - 1].mean()), 2) if n else None,
+            "mse": round(float(mse[:, h - 1].mean()), 4),
+            "copy_mse": round(float(copy_mse[:, h - 1].mean()), 4),
+            "mse_inner": round(float(inner[:, h - 1].mean()), 4),
         }
+        if camera:
+            row[f"h{h}"]["n"] = n
+            ride = kept[:, h - 1] & on[:, h - 1]
+            row[f"h{h}"]["rides"] = (
+                round(float(rides[ride, h - 1].median()), 2) if ride.any() else None
+            )
+    if camera:
+        for name, part in (("still", ~scrolled), ("scrolled", scrolled)):
+            m = shown[:, 0] & part
+            n = int(m.sum())
+            p = float(hit[m, 0].mean()) if n else float("nan")
+            row["h1"][f"hit_{name}"] = [round(p, 2), n, wilson(p, n) if n else None]
     return row
 
 
@@ -196,13 +342,42 @@ def main() -> None:
         default=1.0,
         help="cells the ball moves per frame along each axis: 1, or 1/n (0.5, 0.25)",
     )
+    p.add_argument(
+        "--camera",
+        type=int,
+        default=0,
+        help="M > 0: the view scrolls with the action over a world 2M cells wider than it",
+    )
+    p.add_argument(
+        "--hidden-edges",
+        action="store_true",
+        help="with --camera: no walls at the world's edges (texture there too)",
+    )
+    p.add_argument(
+        "--still-texture",
+        action="store_true",
+        help="with --camera: the texture stays still and the view is held nowhere, so only "
+        "the ball's move in the view depends on the action",
+    )
+    p.add_argument(
+        "--texture",
+        type=float,
+        default=0.1,
+        help="standard deviation of the texture's latent values (0: none)",
+    )
+    p.add_argument(
+        "--strip",
+        help="PNG: after training, three evaluation clips, the truth over the model's frames",
+    )
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    if args.steps < 1 or args.clips < 1 or args.clean_steps < 0:
+    if args.steps < 1 or args.clips < 1 or min(args.clean_steps, args.camera, args.texture) < 0:
         raise SystemExit(
-            f"--steps {args.steps} and --clips {args.clips} must be >= 1, "
-            f"--clean-steps {args.clean_steps} >= 0"
+            f"--steps {args.steps} and --clips {args.clips} must be >= 1, --clean-steps "
+            f"{args.clean_steps}, --camera {args.camera} and --texture {args.texture} >= 0"
         )
+    if (args.hidden_edges or args.still_texture) and not args.camera:
+        raise SystemExit("--hidden-edges and --still-texture need a camera: --camera M, M > 0")
     per_cell = round(1 / args.ball_speed) if args.ball_speed > 0 else 0
     if per_cell < 1 or abs(per_cell * args.ball_speed - 1) > 1e-6:
         raise SystemExit(f"--ball-speed {args.ball_speed}: 1 or 1/n for a whole n (0.5, 0.25)")
@@ -230,15 +405,36 @@ def main() -> None:
     frames = cfg.data.clip_len
     start = time.time()
     for step in range(1, args.steps + 1):
-        latents, actions, _, _ = clips(cfg.train.batch_size, frames, g, per_cell)
+        latents, actions, *_ = clips(
+            cfg.train.batch_size,
+            frames,
+            g,
+            per_cell,
+            args.camera,
+            not args.hidden_edges,
+            args.still_texture,
+            args.texture,
+        )
         step_objective = clean if step <= args.clean_steps else objective
         loss, _ = step_objective(model, {"latents": latents, "actions": actions}, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % max(1, args.steps // 4) == 0:
+        if step % max(1, args.steps // 4) == 0 or step == args.steps:
             row = {"step": step, "seconds": round(time.time() - start)}
-            row.update(evaluate(model.eval(), cfg, args.clips, per_cell))
+            row.update(
+                evaluate(
+                    model.eval(),
+                    cfg,
+                    args.clips,
+                    per_cell,
+                    args.camera,
+                    not args.hidden_edges,
+                    args.still_texture,
+                    args.texture,
+                    strip=args.strip if step == args.steps else None,
+                )
+            )
             model.train()
             print(json.dumps(row), flush=True)
 
