@@ -47,7 +47,7 @@ count the frames where the ball is in the view (``n``), at h = 1 also split by w
 view scrolled between the last true frame and the first generated one (``hit_still``,
 ``hit_scrolled``); ``rides`` is the share of the ball drawn where the view's move alone
 would carry its last cell (the ball treated as part of the texture).
-Prints one JSON line per evaluation (four during training).
+Prints one JSON line per evaluation (four during training, and one at the last step).
 """
 
 from __future__ import annotations
@@ -176,13 +176,22 @@ def clips(
 
 
 def ball_search(
-    x: torch.Tensor, cells: torch.Tensor, which: torch.Tensor, codes: torch.Tensor
+    x: torch.Tensor,
+    cells: torch.Tensor,
+    which: torch.Tensor,
+    codes: torch.Tensor,
+    walls: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hit (B, T): the cell most like any of the ball's codes is its true cell; and the share
-    of the ball's true code (``which``, (B, T)) made at its true cell (B, T), in frames x."""
+    of the ball's true code (``which``, (B, T)) made at its true cell (B, T), in frames x.
+    ``walls`` (B, T, G) bool: the view's columns that truly hold a wall, left out of the
+    search (the ball never enters them, and a wall cell scores about as high as a ball)."""
     share = torch.einsum("btchw,kc->btkhw", x.float(), codes / codes.pow(2).sum(-1, keepdim=True))
     share = share - share.median(-1, keepdim=True).values.median(-2, keepdim=True).values
-    field = share.amax(2)[:, :, : GRID - 1].flatten(2)
+    field = share.amax(2)
+    if walls is not None:
+        field = field.masked_fill(walls[:, :, None, :], float("-inf"))
+    field = field[:, :, : GRID - 1].flatten(2)
     best = field.argmax(-1)
     hit = (best // GRID == cells[..., 0]) & (best % GRID == cells[..., 1])
     b, t = cells.shape[:2]
@@ -261,7 +270,13 @@ def evaluate(
         schedule=obj.schedule,
         context_level=obj.context_level,
     )
-    hit, made = ball_search(out, cells[:, context:], which[:, context:], codes)
+    # the view's columns holding a wall: the world's first at view 0, its last at view 2M
+    walls_in = torch.zeros(clips_n, context + horizon, GRID, dtype=torch.bool)
+    if camera and walls and not still_texture:
+        walls_in[..., 0] = views == 0
+        walls_in[..., -1] = views == 2 * camera
+    wall_cols = walls_in[:, context:]
+    hit, made = ball_search(out, cells[:, context:], which[:, context:], codes, wall_cols)
     if strip:
         # three clips from the last true frame on: the truth over the model's
         last = x[:3, context - 1 : context]
@@ -272,7 +287,7 @@ def evaluate(
     )
     # copy-last-frame's hit: 0 when the ball moves a whole cell a frame, not below that
     copy = x[:, context - 1 : context].expand(-1, horizon, -1, -1, -1)
-    copy_hit, _ = ball_search(copy, cells[:, context:], which[:, context:], codes)
+    copy_hit, _ = ball_search(copy, cells[:, context:], which[:, context:], codes, wall_cols)
     # the ball's last cell carried by the view's move alone (as if it were the texture)
     rode = last_cell.clone()
     rode[..., 1] -= views[:, context:] - views[:, context - 1 : context]
