@@ -31,6 +31,10 @@ def arena_rollouts(
 ) -> tuple[EvalResult, dict[str, np.ndarray]]:
     """``farsight eval``'s rollouts of an arena store's clips (its clips, seeds and sampling),
     and the store's state (N, 1 + H, ...) at the last prompt frame and each generated one."""
+    if min(clips, horizon, prompt_frames) < 1:
+        raise SystemExit(
+            f"--clips {clips}, --horizon {horizon} and --prompt-frames {prompt_frames} must be >= 1"
+        )
     wm = load_world_model(ckpt)
     store = EpisodeStore(data)
     missing = [k for k in ARENA_STATE_KEYS if k not in store.arrays]
