@@ -89,8 +89,9 @@ INPUT_VARIANTS = [
     {"prev_frame_input": True, "prev_frame_kernel": 3, "action_input": True},
     {"prev_frame_input": True, "prev_frame_per_action": True, "action_input": True},
     {"prev_frame_input": True, "prev_frame_count": 2, "prev_frame_kernel": 3},
+    {"prev_frame_input": True, "residual_output": True, "shift_reference": 1},
 ]
-INPUT_IDS = ["plain", "prev+rope", "prev3+action", "prev-per-action", "two-prev"]
+INPUT_IDS = ["plain", "prev+rope", "prev3+action", "prev-per-action", "two-prev", "shifted-copy"]
 
 
 @pytest.mark.parametrize("action_mode", ["sum", "frame"])
@@ -542,6 +543,44 @@ def test_residual_output_starts_as_copy_the_last_frame():
         dataclasses.replace(dynamics_tiny(), residual_reference="noisy").validate()
     with pytest.raises(ConfigError, match="residual_output"):
         dataclasses.replace(dynamics_tiny(), residual_output=True, out_channels=3).validate()
+
+
+def test_shift_reference_moves_the_copy_by_the_chosen_shift():
+    """``shift_reference``: the reference moved by each whole-frame shift alone is the frame
+    read that far away, zeros past the edge; at initialisation the unshifted reference holds
+    0.9 of the mix, so head 1 starts close to copy-the-last-frame; without
+    ``residual_output`` the config is refused, naming the key."""
+    cfg = dataclasses.replace(
+        dynamics_tiny(), residual_output=True, prev_frame_input=True, shift_reference=1
+    )
+    model = DynamicsModel(cfg).eval()
+    c, (h, w) = cfg.latent_channels, cfg.latent_size
+    base = torch.randn(2, 3, c, h, w)
+    tokens = torch.randn(2, 3, h * w // cfg.patch**2, cfg.width)
+    weights = model.shift_weights(tokens)
+    assert weights.shape == (2, 3, 9)
+    torch.testing.assert_close(weights[..., 4], torch.full((2, 3), 0.9))
+    head = model.shift_head[1]
+    for k, (dy, dx) in enumerate((i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)):
+        with torch.no_grad():
+            head.bias.fill_(-1e4)
+            head.bias[k] = 1e4
+        want = torch.zeros_like(base)
+        ys, xs = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
+        ys2, xs2 = slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))
+        want[..., ys, xs] = base[..., ys2, xs2]
+        torch.testing.assert_close(model.shifted(base, tokens), want)
+    # learned maps start as the shifts, and are trained
+    learned = DynamicsModel(dataclasses.replace(cfg, shift_learned=True)).eval()
+    learned.load_state_dict(model.state_dict(), strict=False)
+    assert learned.shift_kernels.requires_grad
+    torch.testing.assert_close(learned.shifted(base, tokens), want)
+    with pytest.raises(ConfigError, match="shift_reference"):
+        dataclasses.replace(dynamics_tiny(), shift_reference=1).validate()
+    with pytest.raises(ConfigError, match="shift_learned"):
+        dataclasses.replace(dynamics_tiny(), shift_learned=True).validate()
+    with pytest.raises(ConfigError, match="shift_reference"):
+        dataclasses.replace(dynamics_tiny(), residual_output=True, shift_reference=-1).validate()
 
 
 def test_weights_stored_under_a_renamed_module_load():

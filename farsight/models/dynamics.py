@@ -22,10 +22,12 @@ followed by a spatial one. ``prev_frame_count`` K > 1 embeds frames t-2 .. t-K t
 (one embedding per lag): two positions of a moving object give its velocity.
 
 Head 1 (the denoising head) is the final layer after the last block; its output is whatever
-the objective trains it for (v or x0). The far heads (``heads.py``) branch after block L_b.
-With ``object_channels`` K, an object head (a linear map of the last block's tokens) gives K
-maps on the latent grid for training-time supervision (``objective.object_maps``); rollouts
-never compute it.
+the objective trains it for (v or x0). With ``residual_output`` it is added to the previous
+frame, and with ``shift_reference`` S to the previous frame moved by a whole-frame shift the
+trunk chooses (a softmax over K = (2S+1)^2 integer shifts, a scrolling view's move). The
+far heads (``heads.py``) branch after block L_b. With ``object_channels`` K, an object head
+(a linear map of the last block's tokens) gives K maps on the latent grid for training-time
+supervision (``objective.object_maps``); rollouts never compute it.
 
 Two entry points:
     forward(x, tau, actions, clean=...)   training: whole clip, head 1 + far heads
@@ -34,14 +36,18 @@ Two entry points:
 
 Dimension legend:
     B batch, T frames in this call, Ta action frames, N tokens per frame (gh * gw),
-    H W latent grid, C latent channels, p patch, D width, L_b branch block, W window.
+    H W latent grid, C latent channels, p patch, D width, L_b branch block, W window,
+    K whole-frame shifts.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from farsight.dynamics_config import DynamicsConfig
@@ -135,6 +141,16 @@ RENAMED_MODULES = {"ctx_noise_embed.": "context_level_embed."}
 new one (``model.*`` keys of ``farsight.config.RENAMED_KEYS`` name the modules they build)."""
 
 
+def shift_kernels(s: int, channels: int) -> Tensor:
+    """(K C, C, 2s+1, 2s+1) convolution kernels, K = (2s+1)^2: output block k copies every
+    channel from the cell (k // (2s+1) - s, k % (2s+1) - s) away (rows, columns)."""
+    side = 2 * s + 1
+    kernels = torch.zeros(side * side, channels, channels, side, side)
+    for k in range(side * side):
+        kernels[k, :, :, k // side, k % side] = torch.eye(channels)
+    return rearrange(kernels, "k o i y x -> (k o) i y x")
+
+
 class DynamicsModel(nn.Module):
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
@@ -172,7 +188,23 @@ class DynamicsModel(nn.Module):
         k = cfg.object_channels
         self.object_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, p * p * k)) if k else None
         self.heads = MultiFrameHeads(cfg) if cfg.heads.far_offsets else None
+        s = cfg.shift_reference
+        self.shift_head = None
+        if s:
+            k = (2 * s + 1) ** 2
+            self.shift_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, k))
+            kernels = shift_kernels(s, c)
+            if cfg.shift_learned:
+                self.shift_kernels = nn.Parameter(kernels)
+            else:
+                self.register_buffer("shift_kernels", kernels, persistent=False)
         init_weights(self)
+        if self.shift_head is not None:
+            # Copy by default: the unshifted reference holds 0.9 of the mix at the start.
+            nn.init.zeros_(self.shift_head[1].weight)
+            nn.init.zeros_(self.shift_head[1].bias)
+            with torch.no_grad():
+                self.shift_head[1].bias[k // 2] = math.log(0.9 * (k - 1) / 0.1)
         if self.object_head is not None:
             # Maps start empty (relative error 1), so the head's first steps do not throw the
             # trunk about with random maps many times the targets' size.
@@ -291,7 +323,30 @@ class DynamicsModel(nn.Module):
         """Head 1 (B, T, C, H, W) from the last block's tokens; with ``residual_output`` added
         to ``base`` (B, T, C, H, W): each frame's previous input, or the caller's reference."""
         main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
-        return main + base.to(main.dtype) if self.cfg.residual_output else main
+        if not self.cfg.residual_output:
+            return main
+        base = base.to(main.dtype)
+        if self.shift_head is not None:
+            base = self.shifted(base, h)
+        return main + base
+
+    def shift_weights(self, h: Tensor) -> Tensor:
+        """(B, T, K) the mix of whole-frame shifts (``shift_reference``) from the last block's
+        tokens h (B, T, N, D); index k is the shift (k // (2S+1) - S, k % (2S+1) - S) in
+        (rows, columns) of where each cell reads from."""
+        return self.shift_head(h.mean(2)).float().softmax(-1)
+
+    def shifted(self, base: Tensor, h: Tensor) -> Tensor:
+        """base (B, T, C, H, W) moved by the mix ``shift_weights(h)`` of the shifts (or, with
+        ``shift_learned``, of the learned maps that start as them)."""
+        b = base.shape[0]
+        s = self.cfg.shift_reference
+        kernels = self.shift_kernels.to(base.dtype)
+        # every shift's copy of every frame at once, zeros past the edge: (B T, K C, H, W)
+        moved = F.conv2d(rearrange(base, "b t c h w -> (b t) c h w"), kernels, padding=s)
+        moved = rearrange(moved, "(b t) (k c) h w -> b t k c h w", b=b, c=base.shape[2])
+        weights = self.shift_weights(h).to(base.dtype)
+        return torch.einsum("btkchw,btk->btchw", moved, weights)
 
     def object_maps(self, h: Tensor) -> Tensor:
         """The object head's maps (B, T, K, H, W) from the last block's tokens."""

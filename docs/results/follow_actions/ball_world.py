@@ -42,7 +42,9 @@ ball bouncing off them), in the view exactly when the view is held at its edge, 
 arena's walls show why its view stops; ``--hidden-edges`` leaves them out (texture there
 too), so whether an action scrolls the view cannot be told from the frames;
 ``--still-texture`` keeps the texture still and the view unbounded (no walls), so the action
-changes nothing but the ball's move in the view (its own move minus the view's). Its figures
+changes nothing but the ball's move in the view (its own move minus the view's);
+``--endless`` is that world with the texture scrolling with the view (a world wider than any
+clip's view reaches: no walls, no stops, no side bounces). Its figures
 count the frames where the ball is in the view (``n``), at h = 1 also split by whether the
 view scrolled between the last true frame and the first generated one (``hit_still``,
 ``hit_scrolled``); ``rides`` is the share of the ball drawn where the view's move alone
@@ -102,15 +104,20 @@ def clips(
     walls: bool = True,
     still_texture: bool = False,
     texture: float = 0.1,
+    endless: bool = False,
 ):
     """Latents (B, T, C, G, G), actions (B, T) (a_t moves the paddle, or with ``camera`` M the
     view, after frame t), the ball's cell in the view (B, T, 2), its offset's code index
     (B, T), whether it is in the view (B, T) and the view's column in the world (B, T). The
     ball moves 1 / ``per_cell`` of a cell per frame along each axis."""
-    width = GRID + 2 * camera  # the world's columns
+    # an endless world: wide enough that no clip's view reaches an edge
+    margin = frames if endless else camera
+    width = GRID + 2 * margin  # the world's columns
     actions = torch.randint(0, ACTIONS, (batch, frames), generator=g)
     view = torch.zeros(batch, dtype=torch.long)
-    if camera:
+    if endless:
+        view = torch.full((batch,), margin)
+    elif camera:
         view = torch.randint(0, 2 * camera + 1, (batch,), generator=g)
     # positions in units of 1 / per_cell cells (integers, so bounces stay exact), in the view
     # at the first frame
@@ -130,8 +137,9 @@ def clips(
     lowest = torch.zeros(2, dtype=torch.long)
     highest = torch.tensor([(GRID - 2) * per_cell, (width - 1) * per_cell])
     start = view.clone()
-    if camera and still_texture:
-        # the ball's move in the view alone depends on the action: no walls, no bounds
+    if camera and (still_texture or endless):
+        # no walls, no bounds: with the texture still, the ball's move in the view alone
+        # depends on the action
         lowest[1], highest[1] = -(10**9), 10**9
     elif camera and walls:
         world[..., 0] = world[..., -1] = WALL[:, None]
@@ -162,7 +170,8 @@ def clips(
         ball = ball + velocity
         move = torch.tensor([0, -1, 1])[actions[:, t]]
         if camera:
-            view = view + move if still_texture else (view + move).clamp(0, 2 * camera)
+            unbounded = still_texture or endless
+            view = view + move if unbounded else (view + move).clamp(0, 2 * camera)
         else:
             paddle = (paddle + move).clamp(0, GRID - 3)
     return (
@@ -247,13 +256,14 @@ def evaluate(
     walls: bool = True,
     still_texture: bool = False,
     texture: float = 0.1,
+    endless: bool = False,
     context: int = 4,
     horizon: int = 8,
     strip: str | None = None,
 ):
     g = torch.Generator().manual_seed(7)
     x, actions, cells, which, seen, views = clips(
-        clips_n, context + horizon, g, per_cell, camera, walls, still_texture, texture
+        clips_n, context + horizon, g, per_cell, camera, walls, still_texture, texture, endless
     )
     codes = ball_codes(per_cell)
     actions_in = actions_into_frames(actions, model.start_action)
@@ -272,7 +282,7 @@ def evaluate(
     )
     # the view's columns holding a wall: the world's first at view 0, its last at view 2M
     walls_in = torch.zeros(clips_n, context + horizon, GRID, dtype=torch.bool)
-    if camera and walls and not still_texture:
+    if camera and walls and not (still_texture or endless):
         walls_in[..., 0] = views == 0
         walls_in[..., -1] = views == 2 * camera
     wall_cols = walls_in[:, context:]
@@ -375,6 +385,12 @@ def main() -> None:
         "the ball's move in the view depends on the action",
     )
     p.add_argument(
+        "--endless",
+        action="store_true",
+        help="with --camera: the still-texture world with the texture scrolling with the "
+        "view (a world no clip's view reaches the edge of: no walls, stops or side bounces)",
+    )
+    p.add_argument(
         "--texture",
         type=float,
         default=0.1,
@@ -391,8 +407,12 @@ def main() -> None:
             f"--steps {args.steps} and --clips {args.clips} must be >= 1, --clean-steps "
             f"{args.clean_steps}, --camera {args.camera} and --texture {args.texture} >= 0"
         )
-    if (args.hidden_edges or args.still_texture) and not args.camera:
-        raise SystemExit("--hidden-edges and --still-texture need a camera: --camera M, M > 0")
+    if (args.hidden_edges or args.still_texture or args.endless) and not args.camera:
+        raise SystemExit(
+            "--hidden-edges, --still-texture and --endless need a camera: --camera M, M > 0"
+        )
+    if args.still_texture and args.endless:
+        raise SystemExit("--still-texture and --endless: one or the other")
     per_cell = round(1 / args.ball_speed) if args.ball_speed > 0 else 0
     if per_cell < 1 or abs(per_cell * args.ball_speed - 1) > 1e-6:
         raise SystemExit(f"--ball-speed {args.ball_speed}: 1 or 1/n for a whole n (0.5, 0.25)")
@@ -429,6 +449,7 @@ def main() -> None:
             not args.hidden_edges,
             args.still_texture,
             args.texture,
+            args.endless,
         )
         step_objective = clean if step <= args.clean_steps else objective
         loss, _ = step_objective(model, {"latents": latents, "actions": actions}, g)
@@ -447,6 +468,7 @@ def main() -> None:
                     not args.hidden_edges,
                     args.still_texture,
                     args.texture,
+                    args.endless,
                     strip=args.strip if step == args.steps else None,
                 )
             )
