@@ -189,17 +189,20 @@ class DynamicsConfig:
     train it with ``objective.prediction=x0``."""
     shift_reference: int = 0
     """S > 0: ``residual_output`` adds head 1's output to its reference moved by a learned
-    whole-frame shift of up to S latent cells along each axis: a softmax over the (2S+1)^2
-    integer shifts, from the mean of the last block's tokens (which carry the action), mixes
-    the reference's shifted copies (zeros where a shift brings in the edge). A view that
-    scrolls with the action is then copied by default, as a still one is by
-    ``residual_output``, and what is left to learn is what moves in the world. It starts at
-    the unshifted reference (0.9 of the mix). 0: the reference as it is."""
+    mix of whole-frame shifts of up to S latent cells along each axis: a softmax over the
+    (2S+1)^2 integer shifts, from the mean of the last block's tokens (which carry the
+    action), weighs the reference's shifted copies (zeros where a shift brings in the edge).
+    A view that scrolls with the action by whole cells is then copied by default, as a still
+    one is by ``residual_output``, and what is left to learn is what moves in the world. It
+    starts at the unshifted reference (0.9 of the mix). With ``sampling.action_guidance``
+    the guided output extrapolates the mix too (shifts the action-free model prefers get
+    negative weight). 0: the reference as it is."""
     shift_learned: bool = False
     """With ``shift_reference``: each shift is a learned C x C convolution over the
     (2S+1) x (2S+1) neighbourhood that starts as the integer shift, so a view that scrolls by
     a fraction of a latent cell (the arena's 2 px in 4-px cells) can be copied by a map the
-    model learns for the autoencoder's latents, not only by a blend of whole-cell shifts."""
+    model learns for the autoencoder's latents, not only by a blend of whole-cell shifts.
+    The maps are weight-decayed with the other matrices (towards zero)."""
     null_action: bool = False
     """One more action row meaning "no action given": training replaces a share of the actions
     by it (``objective.action_dropout``), so the model also learns what comes next without
@@ -270,8 +273,11 @@ class DynamicsConfig:
             )
         if self.object_channels < 0:
             raise ConfigError(f"object_channels={self.object_channels} must be >= 0")
-        if self.shift_reference < 0:
-            raise ConfigError(f"shift_reference={self.shift_reference} must be >= 0")
+        if not 0 <= self.shift_reference < min(h, w):
+            raise ConfigError(
+                f"shift_reference={self.shift_reference}: must be in 0..{min(h, w) - 1} "
+                f"(latent_size={self.latent_size})"
+            )
         if self.shift_learned and not self.shift_reference:
             raise ConfigError("shift_learned=true needs shift_reference > 0")
         if self.shift_reference and not self.residual_output:

@@ -90,8 +90,17 @@ INPUT_VARIANTS = [
     {"prev_frame_input": True, "prev_frame_per_action": True, "action_input": True},
     {"prev_frame_input": True, "prev_frame_count": 2, "prev_frame_kernel": 3},
     {"prev_frame_input": True, "residual_output": True, "shift_reference": 1},
+    {"residual_output": True, "shift_reference": 1, "shift_learned": True},
 ]
-INPUT_IDS = ["plain", "prev+rope", "prev3+action", "prev-per-action", "two-prev", "shifted-copy"]
+INPUT_IDS = [
+    "plain",
+    "prev+rope",
+    "prev3+action",
+    "prev-per-action",
+    "two-prev",
+    "shifted-copy",
+    "learned-shifts",
+]
 
 
 @pytest.mark.parametrize("action_mode", ["sum", "frame"])
@@ -547,9 +556,10 @@ def test_residual_output_starts_as_copy_the_last_frame():
 
 def test_shift_reference_moves_the_copy_by_the_chosen_shift():
     """``shift_reference``: the reference moved by each whole-frame shift alone is the frame
-    read that far away, zeros past the edge; at initialisation the unshifted reference holds
-    0.9 of the mix, so head 1 starts close to copy-the-last-frame; without
-    ``residual_output`` the config is refused, naming the key."""
+    read that far away, zeros past the edge, and is what head 1 starts from (its final layer
+    at zero) in a rollout and in teacher forcing; at initialisation the unshifted reference
+    holds 0.9 of the mix, so head 1 starts close to copy-the-last-frame; learned maps start
+    as the shifts and get gradients; bad settings are refused, naming the key."""
     cfg = dataclasses.replace(
         dynamics_tiny(), residual_output=True, prev_frame_input=True, shift_reference=1
     )
@@ -561,26 +571,44 @@ def test_shift_reference_moves_the_copy_by_the_chosen_shift():
     assert weights.shape == (2, 3, 9)
     torch.testing.assert_close(weights[..., 4], torch.full((2, 3), 0.9))
     head = model.shift_head[1]
+    x, tau = torch.randn(2, 3, c, h, w), torch.rand(2, 3)
+    ain = torch.zeros(2, 3, dtype=torch.long)
+
+    def moved(frames, dy, dx):
+        out = torch.zeros_like(frames)
+        ys, xs = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
+        ys2, xs2 = slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))
+        out[..., ys, xs] = frames[..., ys2, xs2]
+        return out
+
     for k, (dy, dx) in enumerate((i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)):
         with torch.no_grad():
             head.bias.fill_(-1e4)
             head.bias[k] = 1e4
-        want = torch.zeros_like(base)
-        ys, xs = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
-        ys2, xs2 = slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))
-        want[..., ys, xs] = base[..., ys2, xs2]
-        torch.testing.assert_close(model.shifted(base, tokens), want)
+            torch.testing.assert_close(model.shifted(base, tokens), moved(base, dy, dx))
+            # head 1 (zero final layer) returns the previous frame so moved
+            previous = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+            torch.testing.assert_close(model.trunk(x, tau, ain).main, moved(previous, dy, dx))
+            ctx = torch.randn_like(x)
+            tf = model.trunk_teacher_forced(x, tau, ctx, torch.zeros(2, 3), ain).main
+            previous = torch.cat([torch.zeros_like(ctx[:, :1]), ctx[:, :-1]], dim=1)
+            torch.testing.assert_close(tf, moved(previous, dy, dx))
     # learned maps start as the shifts, and are trained
     learned = DynamicsModel(dataclasses.replace(cfg, shift_learned=True)).eval()
-    learned.load_state_dict(model.state_dict(), strict=False)
-    assert learned.shift_kernels.requires_grad
-    torch.testing.assert_close(learned.shifted(base, tokens), want)
+    missing, unexpected = learned.load_state_dict(model.state_dict(), strict=False)
+    assert missing == ["shift_kernels"] and not unexpected
+    torch.testing.assert_close(learned.shifted(base, tokens), moved(base, 1, 1))
+    learned.shifted(base, tokens).pow(2).sum().backward()
+    assert learned.shift_kernels.grad is not None and learned.shift_kernels.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="shift_reference"):
         dataclasses.replace(dynamics_tiny(), shift_reference=1).validate()
+    for bad in (-1, min(dynamics_tiny().latent_size)):
+        with pytest.raises(ConfigError, match="shift_reference"):
+            dataclasses.replace(
+                dynamics_tiny(), residual_output=True, shift_reference=bad
+            ).validate()
     with pytest.raises(ConfigError, match="shift_learned"):
         dataclasses.replace(dynamics_tiny(), shift_learned=True).validate()
-    with pytest.raises(ConfigError, match="shift_reference"):
-        dataclasses.replace(dynamics_tiny(), residual_output=True, shift_reference=-1).validate()
 
 
 def test_weights_stored_under_a_renamed_module_load():

@@ -23,8 +23,9 @@ followed by a spatial one. ``prev_frame_count`` K > 1 embeds frames t-2 .. t-K t
 
 Head 1 (the denoising head) is the final layer after the last block; its output is whatever
 the objective trains it for (v or x0). With ``residual_output`` it is added to the previous
-frame, and with ``shift_reference`` S to the previous frame moved by a whole-frame shift the
-trunk chooses (a softmax over K = (2S+1)^2 integer shifts, a scrolling view's move). The
+frame, and with ``shift_reference`` S to the previous frame moved by a mix of whole-frame
+shifts the trunk chooses (a softmax over Q = (2S+1)^2 integer shifts: a scrolling view's
+move). The
 far heads (``heads.py``) branch after block L_b. With ``object_channels`` K, an object head
 (a linear map of the last block's tokens) gives K maps on the latent grid for training-time
 supervision (``objective.object_maps``); rollouts never compute it.
@@ -37,7 +38,7 @@ Two entry points:
 Dimension legend:
     B batch, T frames in this call, Ta action frames, N tokens per frame (gh * gw),
     H W latent grid, C latent channels, p patch, D width, L_b branch block, W window,
-    K whole-frame shifts.
+    Q whole-frame shifts.
 """
 
 from __future__ import annotations
@@ -142,13 +143,13 @@ new one (``model.*`` keys of ``farsight.config.RENAMED_KEYS`` name the modules t
 
 
 def shift_kernels(s: int, channels: int) -> Tensor:
-    """(K C, C, 2s+1, 2s+1) convolution kernels, K = (2s+1)^2: output block k copies every
-    channel from the cell (k // (2s+1) - s, k % (2s+1) - s) away (rows, columns)."""
+    """(Q C, C, 2s+1, 2s+1) convolution kernels, Q = (2s+1)^2: output block q copies every
+    channel from the cell (q // (2s+1) - s, q % (2s+1) - s) away (rows, columns)."""
     side = 2 * s + 1
     kernels = torch.zeros(side * side, channels, channels, side, side)
-    for k in range(side * side):
-        kernels[k, :, :, k // side, k % side] = torch.eye(channels)
-    return rearrange(kernels, "k o i y x -> (k o) i y x")
+    for q in range(side * side):
+        kernels[q, :, :, q // side, q % side] = torch.eye(channels)
+    return rearrange(kernels, "q o i y x -> (q o) i y x")
 
 
 class DynamicsModel(nn.Module):
@@ -191,8 +192,8 @@ class DynamicsModel(nn.Module):
         s = cfg.shift_reference
         self.shift_head = None
         if s:
-            k = (2 * s + 1) ** 2
-            self.shift_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, k))
+            shifts = (2 * s + 1) ** 2
+            self.shift_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, shifts))
             kernels = shift_kernels(s, c)
             if cfg.shift_learned:
                 self.shift_kernels = nn.Parameter(kernels)
@@ -204,7 +205,7 @@ class DynamicsModel(nn.Module):
             nn.init.zeros_(self.shift_head[1].weight)
             nn.init.zeros_(self.shift_head[1].bias)
             with torch.no_grad():
-                self.shift_head[1].bias[k // 2] = math.log(0.9 * (k - 1) / 0.1)
+                self.shift_head[1].bias[shifts // 2] = math.log(0.9 * (shifts - 1) / 0.1)
         if self.object_head is not None:
             # Maps start empty (relative error 1), so the head's first steps do not throw the
             # trunk about with random maps many times the targets' size.
@@ -321,7 +322,8 @@ class DynamicsModel(nn.Module):
 
     def head_one(self, h: Tensor, cond: Tensor, base: Tensor) -> Tensor:
         """Head 1 (B, T, C, H, W) from the last block's tokens; with ``residual_output`` added
-        to ``base`` (B, T, C, H, W): each frame's previous input, or the caller's reference."""
+        to ``base`` (B, T, C, H, W): each frame's previous input, or the caller's reference
+        (with ``shift_reference``, moved by the mix of shifts the tokens choose)."""
         main = unpatchify(self.final(h, cond), self.grid, (self.cfg.patch, self.cfg.patch))
         if not self.cfg.residual_output:
             return main
@@ -331,8 +333,8 @@ class DynamicsModel(nn.Module):
         return main + base
 
     def shift_weights(self, h: Tensor) -> Tensor:
-        """(B, T, K) the mix of whole-frame shifts (``shift_reference``) from the last block's
-        tokens h (B, T, N, D); index k is the shift (k // (2S+1) - S, k % (2S+1) - S) in
+        """(B, T, Q) the mix of whole-frame shifts (``shift_reference``) from the last block's
+        tokens h (B, T, N, D); index q is the shift (q // (2S+1) - S, q % (2S+1) - S) in
         (rows, columns) of where each cell reads from."""
         return self.shift_head(h.mean(2)).float().softmax(-1)
 
@@ -342,11 +344,11 @@ class DynamicsModel(nn.Module):
         b = base.shape[0]
         s = self.cfg.shift_reference
         kernels = self.shift_kernels.to(base.dtype)
-        # every shift's copy of every frame at once, zeros past the edge: (B T, K C, H, W)
+        # every shift's copy of every frame at once, zeros past the edge: (B T, Q C, H, W)
         moved = F.conv2d(rearrange(base, "b t c h w -> (b t) c h w"), kernels, padding=s)
-        moved = rearrange(moved, "(b t) (k c) h w -> b t k c h w", b=b, c=base.shape[2])
+        moved = rearrange(moved, "(b t) (q c) h w -> b t q c h w", b=b, c=base.shape[2])
         weights = self.shift_weights(h).to(base.dtype)
-        return torch.einsum("btkchw,btk->btchw", moved, weights)
+        return torch.einsum("btqchw,btq->btchw", moved, weights)
 
     def object_maps(self, h: Tensor) -> Tensor:
         """The object head's maps (B, T, K, H, W) from the last block's tokens."""

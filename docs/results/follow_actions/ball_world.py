@@ -44,7 +44,7 @@ too), so whether an action scrolls the view cannot be told from the frames;
 ``--still-texture`` keeps the texture still and the view unbounded (no walls), so the action
 changes nothing but the ball's move in the view (its own move minus the view's);
 ``--endless`` is that world with the texture scrolling with the view (a world wider than any
-clip's view reaches: no walls, no stops, no side bounces). Its figures
+clip's view reaches, whatever M: no walls, no stops, no side bounces). Its figures
 count the frames where the ball is in the view (``n``), at h = 1 also split by whether the
 view scrolled between the last true frame and the first generated one (``hit_still``,
 ``hit_scrolled``); ``rides`` is the share of the ball drawn where the view's move alone
@@ -138,8 +138,8 @@ def clips(
     highest = torch.tensor([(GRID - 2) * per_cell, (width - 1) * per_cell])
     start = view.clone()
     if camera and (still_texture or endless):
-        # no walls, no bounds: with the texture still, the ball's move in the view alone
-        # depends on the action
+        # no walls, no bounds, so no side bounces: with the texture still, the ball's move in
+        # the view alone depends on the action; endless, the texture scrolls as well
         lowest[1], highest[1] = -(10**9), 10**9
     elif camera and walls:
         world[..., 0] = world[..., -1] = WALL[:, None]
@@ -411,8 +411,11 @@ def main() -> None:
         raise SystemExit(
             "--hidden-edges, --still-texture and --endless need a camera: --camera M, M > 0"
         )
-    if args.still_texture and args.endless:
-        raise SystemExit("--still-texture and --endless: one or the other")
+    if args.endless and (args.still_texture or args.hidden_edges):
+        raise SystemExit(
+            "--endless has no edges and a scrolling texture: not with "
+            "--still-texture or --hidden-edges"
+        )
     per_cell = round(1 / args.ball_speed) if args.ball_speed > 0 else 0
     if per_cell < 1 or abs(per_cell * args.ball_speed - 1) > 1e-6:
         raise SystemExit(f"--ball-speed {args.ball_speed}: 1 or 1/n for a whole n (0.5, 0.25)")

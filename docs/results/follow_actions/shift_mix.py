@@ -1,14 +1,17 @@
 """What a ``model.shift_reference`` model does with its copy: the mix of whole-frame shifts.
 
 Rolls out ``farsight eval``'s clips (its clips, seeds and sampling: true and random actions)
-and reads the shift mix of every frame at every denoising step: its softmax over the (2S+1)^2
-integer shifts (or, with ``shift_learned``, the learned maps that start as them). Prints the
-mean mix as a (2S+1) x (2S+1) grid (rows: the shift along the rows, -S .. S; the centre: the
-unshifted copy), the 10 / 50 / 90% quantiles of each mix's largest weight (1: one shift;
-1 / (2S+1)^2: a uniform blur) and how often each shift has it.
+and reads the shift mix of every frame the trunk runs on: the prompt frames as they are
+written to the cache, and each generated frame at each denoising step and when it is
+committed (with ``sampling.action_guidance``, also the action-free passes). A mix is the
+softmax over the (2S+1)^2 integer shifts (or, with ``shift_learned``, the learned maps that
+start as them); a shift (dy, dx) is where each cell reads from, so a view scrolling right by
+a cell shows as dx = +1. Prints the mean mix as a (2S+1) x (2S+1) grid (rows: dy = -S .. S,
+columns: dx; the centre: the unshifted copy), the 10 / 50 / 90% quantiles of each mix's
+largest weight (1: one shift; 1 / (2S+1)^2: a uniform blur) and how often each shift has it.
 
     python docs/results/follow_actions/shift_mix.py CKPT DATA [--clips 8] [--horizon 4] \
-        [--prompt-frames 8]
+        [--prompt-frames 8] [--threads 2]
 """
 
 from __future__ import annotations
