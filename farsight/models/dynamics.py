@@ -25,10 +25,9 @@ Head 1 (the denoising head) is the final layer after the last block; its output 
 the objective trains it for (v or x0). With ``residual_output`` it is added to the previous
 frame, and with ``shift_reference`` S to the previous frame moved by a mix of whole-frame
 shifts the trunk chooses (a softmax over Q = (2S+1)^2 integer shifts: a scrolling view's
-move). The
-far heads (``heads.py``) branch after block L_b. With ``object_channels`` K, an object head
-(a linear map of the last block's tokens) gives K maps on the latent grid for training-time
-supervision (``objective.object_maps``); rollouts never compute it.
+move). The far heads (``heads.py``) branch after block L_b. With ``object_channels`` K, an
+object head (a linear map of the last block's tokens) gives K maps on the latent grid for
+training-time supervision (``objective.object_maps``); rollouts never compute it.
 
 Two entry points:
     forward(x, tau, actions, clean=...)   training: whole clip, head 1 + far heads
