@@ -58,7 +58,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -95,27 +95,39 @@ def ball_codes(per_cell: int) -> torch.Tensor:
     return torch.cat([BALL[None], 0.9 * others / others.norm(dim=-1, keepdim=True)])
 
 
-def clips(
-    batch: int,
-    frames: int,
-    g: torch.Generator,
-    per_cell: int = 1,
-    camera: int = 0,
-    walls: bool = True,
-    still_texture: bool = False,
-    texture: float = 0.1,
-    endless: bool = False,
-):
+@dataclass(frozen=True)
+class World:
+    """The world's options (``--camera``, ``--hidden-edges`` as ``walls=False``,
+    ``--still-texture``, ``--texture``, ``--endless``)."""
+
+    camera: int = 0
+    walls: bool = True
+    still_texture: bool = False
+    texture: float = 0.1
+    endless: bool = False
+
+    @property
+    def unbounded(self) -> bool:
+        """A camera whose view is held nowhere: no walls, no stops, no side bounces."""
+        return bool(self.camera) and (self.still_texture or self.endless)
+
+    @property
+    def walls_shown(self) -> bool:
+        return bool(self.camera) and self.walls and not self.unbounded
+
+
+def clips(batch: int, frames: int, g: torch.Generator, per_cell: int = 1, world: World = World()):
     """Latents (B, T, C, G, G), actions (B, T) (a_t moves the paddle, or with ``camera`` M the
     view, after frame t), the ball's cell in the view (B, T, 2), its offset's code index
     (B, T), whether it is in the view (B, T) and the view's column in the world (B, T). The
     ball moves 1 / ``per_cell`` of a cell per frame along each axis."""
+    camera, texture = world.camera, world.texture
     # an endless world: wide enough that no clip's view reaches an edge
-    margin = frames if endless else camera
+    margin = frames if world.endless else camera
     width = GRID + 2 * margin  # the world's columns
     actions = torch.randint(0, ACTIONS, (batch, frames), generator=g)
     view = torch.zeros(batch, dtype=torch.long)
-    if endless:
+    if world.endless:
         view = torch.full((batch,), margin)
     elif camera:
         view = torch.randint(0, 2 * camera + 1, (batch,), generator=g)
@@ -133,16 +145,16 @@ def clips(
     paddle = torch.randint(0, GRID - 2, (batch,), generator=g)
     if camera:
         paddle = torch.full((batch,), GRID // 2 - 1)
-    world = texture * torch.randn(batch, CHANNELS, GRID, width, generator=g)
+    floor = texture * torch.randn(batch, CHANNELS, GRID, width, generator=g)
     lowest = torch.zeros(2, dtype=torch.long)
     highest = torch.tensor([(GRID - 2) * per_cell, (width - 1) * per_cell])
     start = view.clone()
-    if camera and (still_texture or endless):
+    if world.unbounded:
         # no walls, no bounds, so no side bounces: with the texture still, the ball's move in
         # the view alone depends on the action; endless, the texture scrolls as well
         lowest[1], highest[1] = -(10**9), 10**9
-    elif camera and walls:
-        world[..., 0] = world[..., -1] = WALL[:, None]
+    elif world.walls_shown:
+        floor[..., 0] = floor[..., -1] = WALL[:, None]
         lowest[1], highest[1] = per_cell, (width - 2) * per_cell
         ball[:, 1] = ball[:, 1].clamp(lowest[1], highest[1])
     x = torch.zeros(batch, frames, CHANNELS, GRID, GRID)
@@ -151,8 +163,8 @@ def clips(
     cells, offsets, seen, views = [], [], [], []
     # the ball stays above the paddle row (and off the walls)
     for t in range(frames):
-        shown_view = start if still_texture else view
-        x[:, t] = world[rows[:, None], :, :, shown_view[:, None] + columns].permute(0, 2, 3, 1)
+        shown_view = start if world.still_texture else view
+        x[:, t] = floor[rows[:, None], :, :, shown_view[:, None] + columns].permute(0, 2, 3, 1)
         cell, offset = ball // per_cell, ball % per_cell
         cell = cell - torch.stack([torch.zeros_like(view), view], 1)
         inside = (cell[:, 1] >= 0) & (cell[:, 1] < GRID)
@@ -170,8 +182,7 @@ def clips(
         ball = ball + velocity
         move = torch.tensor([0, -1, 1])[actions[:, t]]
         if camera:
-            unbounded = still_texture or endless
-            view = view + move if unbounded else (view + move).clamp(0, 2 * camera)
+            view = view + move if world.unbounded else (view + move).clamp(0, 2 * camera)
         else:
             paddle = (paddle + move).clamp(0, GRID - 3)
     return (
@@ -252,19 +263,13 @@ def evaluate(
     cfg,
     clips_n: int,
     per_cell: int,
-    camera: int = 0,
-    walls: bool = True,
-    still_texture: bool = False,
-    texture: float = 0.1,
-    endless: bool = False,
+    world: World = World(),
     context: int = 4,
     horizon: int = 8,
     strip: str | None = None,
 ):
     g = torch.Generator().manual_seed(7)
-    x, actions, cells, which, seen, views = clips(
-        clips_n, context + horizon, g, per_cell, camera, walls, still_texture, texture, endless
-    )
+    x, actions, cells, which, seen, views = clips(clips_n, context + horizon, g, per_cell, world)
     codes = ball_codes(per_cell)
     actions_in = actions_into_frames(actions, model.start_action)
     state = new_state(model, torch.Generator().manual_seed(1))
@@ -282,9 +287,9 @@ def evaluate(
     )
     # the view's columns holding a wall: the world's first at view 0, its last at view 2M
     walls_in = torch.zeros(clips_n, context + horizon, GRID, dtype=torch.bool)
-    if camera and walls and not (still_texture or endless):
+    if world.walls_shown:
         walls_in[..., 0] = views == 0
-        walls_in[..., -1] = views == 2 * camera
+        walls_in[..., -1] = views == 2 * world.camera
     wall_cols = walls_in[:, context:]
     hit, made = ball_search(out, cells[:, context:], which[:, context:], codes, wall_cols)
     if strip:
@@ -333,13 +338,13 @@ def evaluate(
             "copy_mse": round(float(copy_mse[:, h - 1].mean()), 4),
             "mse_inner": round(float(inner[:, h - 1].mean()), 4),
         }
-        if camera:
+        if world.camera:
             row[f"h{h}"]["n"] = n
             ride = kept[:, h - 1] & on[:, h - 1]
             row[f"h{h}"]["rides"] = (
                 round(float(rides[ride, h - 1].median()), 2) if ride.any() else None
             )
-    if camera:
+    if world.camera:
         for name, part in (("still", ~scrolled), ("scrolled", scrolled)):
             m = shown[:, 0] & part
             n = int(m.sum())
@@ -419,6 +424,9 @@ def main() -> None:
     per_cell = round(1 / args.ball_speed) if args.ball_speed > 0 else 0
     if per_cell < 1 or abs(per_cell * args.ball_speed - 1) > 1e-6:
         raise SystemExit(f"--ball-speed {args.ball_speed}: 1 or 1/n for a whole n (0.5, 0.25)")
+    world = World(
+        args.camera, not args.hidden_edges, args.still_texture, args.texture, args.endless
+    )
     torch.set_num_threads(args.threads)
     fixed = [
         f"model.latent_channels={CHANNELS}",
@@ -443,17 +451,7 @@ def main() -> None:
     frames = cfg.data.clip_len
     start = time.time()
     for step in range(1, args.steps + 1):
-        latents, actions, *_ = clips(
-            cfg.train.batch_size,
-            frames,
-            g,
-            per_cell,
-            args.camera,
-            not args.hidden_edges,
-            args.still_texture,
-            args.texture,
-            args.endless,
-        )
+        latents, actions, *_ = clips(cfg.train.batch_size, frames, g, per_cell, world)
         step_objective = clean if step <= args.clean_steps else objective
         loss, _ = step_objective(model, {"latents": latents, "actions": actions}, g)
         opt.zero_grad(set_to_none=True)
@@ -467,11 +465,7 @@ def main() -> None:
                     cfg,
                     args.clips,
                     per_cell,
-                    args.camera,
-                    not args.hidden_edges,
-                    args.still_texture,
-                    args.texture,
-                    args.endless,
+                    world,
                     strip=args.strip if step == args.steps else None,
                 )
             )
