@@ -425,7 +425,11 @@ def main() -> None:
     if per_cell < 1 or abs(per_cell * args.ball_speed - 1) > 1e-6:
         raise SystemExit(f"--ball-speed {args.ball_speed}: 1 or 1/n for a whole n (0.5, 0.25)")
     world = World(
-        args.camera, not args.hidden_edges, args.still_texture, args.texture, args.endless
+        camera=args.camera,
+        walls=not args.hidden_edges,
+        still_texture=args.still_texture,
+        texture=args.texture,
+        endless=args.endless,
     )
     torch.set_num_threads(args.threads)
     fixed = [
