@@ -203,6 +203,11 @@ class DynamicsConfig:
     a fraction of a latent cell (the arena's 2 px in 4-px cells) can be copied by a map the
     model learns for the autoencoder's latents, not only by a blend of whole-cell shifts.
     The maps are weight-decayed with the other matrices (towards zero)."""
+    shift_hard: bool = False
+    """With ``shift_reference``: move the reference by the one shift of largest weight instead
+    of the mix (straight-through: the forward pass uses the one-hot choice, the gradient flows
+    through the softmax), so a view the model is unsure of is copied sharp at one shift, not
+    blurred across several. Deterministic: the choice is an argmax, no sampling."""
     null_action: bool = False
     """One more action row meaning "no action given": training replaces a share of the actions
     by it (``objective.action_dropout``), so the model also learns what comes next without
@@ -280,6 +285,8 @@ class DynamicsConfig:
             )
         if self.shift_learned and not self.shift_reference:
             raise ConfigError("shift_learned=true needs shift_reference > 0")
+        if self.shift_hard and not self.shift_reference:
+            raise ConfigError("shift_hard=true needs shift_reference > 0")
         if self.shift_reference and not self.residual_output:
             raise ConfigError(
                 f"shift_reference={self.shift_reference} moves residual_output's reference: "

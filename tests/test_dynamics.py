@@ -91,6 +91,7 @@ INPUT_VARIANTS = [
     {"prev_frame_input": True, "prev_frame_count": 2, "prev_frame_kernel": 3},
     {"prev_frame_input": True, "residual_output": True, "shift_reference": 1},
     {"residual_output": True, "shift_reference": 1, "shift_learned": True},
+    {"residual_output": True, "shift_reference": 1, "shift_hard": True},
 ]
 INPUT_IDS = [
     "plain",
@@ -100,6 +101,7 @@ INPUT_IDS = [
     "two-prev",
     "shifted-copy",
     "learned-shifts",
+    "hard-shift",
 ]
 
 
@@ -600,6 +602,21 @@ def test_shift_reference_moves_the_copy_by_the_chosen_shift():
     torch.testing.assert_close(learned.shifted(base, tokens), moved(base, 1, 1))
     learned.shifted(base, tokens).pow(2).sum().backward()
     assert learned.shift_kernels.grad is not None and learned.shift_kernels.grad.abs().sum() > 0
+    # the hard choice: the copy at the shift of largest weight alone, however flat the mix,
+    # with the mix's gradient reaching the shift head
+    hard = DynamicsModel(dataclasses.replace(cfg, shift_hard=True)).eval()
+    hard.load_state_dict(model.state_dict())
+    head = hard.shift_head[1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[5] = 0.1  # weight about 0.12 against 0.11 for each of the other eight
+    assert hard.shift_weights(tokens)[..., 5].max() < 0.13
+    torch.testing.assert_close(hard.shifted(base, tokens), moved(base, 0, 1))
+    hard.shifted(base, tokens).pow(2).sum().backward()
+    assert head.bias.grad is not None and head.bias.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="shift_hard"):
+        dataclasses.replace(dynamics_tiny(), residual_output=True, shift_hard=True).validate()
     with pytest.raises(ConfigError, match="shift_reference"):
         dataclasses.replace(dynamics_tiny(), shift_reference=1).validate()
     for bad in (-1, min(dynamics_tiny().latent_size)):

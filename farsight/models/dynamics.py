@@ -339,14 +339,19 @@ class DynamicsModel(nn.Module):
 
     def shifted(self, base: Tensor, h: Tensor) -> Tensor:
         """base (B, T, C, H, W) moved by the mix ``shift_weights(h)`` of the shifts (or, with
-        ``shift_learned``, of the learned maps that start as them)."""
+        ``shift_learned``, of the learned maps that start as them); with ``shift_hard`` by the
+        shift of largest weight alone, its gradient the mix's (straight-through)."""
         b = base.shape[0]
         s = self.cfg.shift_reference
         kernels = self.shift_kernels.to(base.dtype)
         # every shift's copy of every frame at once, zeros past the edge: (B T, Q C, H, W)
         moved = F.conv2d(rearrange(base, "b t c h w -> (b t) c h w"), kernels, padding=s)
         moved = rearrange(moved, "(b t) (q c) h w -> b t q c h w", b=b, c=base.shape[2])
-        weights = self.shift_weights(h).to(base.dtype)
+        weights = self.shift_weights(h)
+        if self.cfg.shift_hard:
+            chosen = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype)
+            weights = chosen + weights - weights.detach()
+        weights = weights.to(base.dtype)
         return torch.einsum("btqchw,btq->btchw", moved, weights)
 
     def object_maps(self, h: Tensor) -> Tensor:
