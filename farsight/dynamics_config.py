@@ -207,7 +207,10 @@ class DynamicsConfig:
     """With ``shift_reference``: move the reference by the one shift of largest weight instead
     of the mix (straight-through: the forward pass uses the one-hot choice, the gradient flows
     through the softmax), so a view the model is unsure of is copied sharp at one shift, not
-    blurred across several. Deterministic: the choice is an argmax, no sampling."""
+    blurred across several. Deterministic: the choice is an argmax, no sampling. On the
+    arena's 2-pixel cells in 15 minutes the softmax went flat (the argmax picked by a few
+    thousandths) and the copy wrong: under copy-last-frame at every horizon, rollouts broken
+    up (``docs/results/follow_actions/``)."""
     null_action: bool = False
     """One more action row meaning "no action given": training replaces a share of the actions
     by it (``objective.action_dropout``), so the model also learns what comes next without

@@ -561,7 +561,9 @@ def test_shift_reference_moves_the_copy_by_the_chosen_shift():
     read that far away, zeros past the edge, and is what head 1 starts from (its final layer
     at zero) in a rollout and in teacher forcing; at initialisation the unshifted reference
     holds 0.9 of the mix, so head 1 starts close to copy-the-last-frame; learned maps start
-    as the shifts and get gradients; bad settings are refused, naming the key."""
+    as the shifts and get gradients; ``shift_hard`` copies at the shift of largest weight
+    alone, however flat the mix, and passes the mix's gradient to the shift head; bad
+    settings are refused, naming the key."""
     cfg = dataclasses.replace(
         dynamics_tiny(), residual_output=True, prev_frame_input=True, shift_reference=1
     )

@@ -7,14 +7,16 @@ next position from a frame that shows nothing of it (pure noise), the trunk carr
 object's position and velocity, and a rollout that copies the object instead of moving it
 loses it in head 1; if the head places it where it was (or nowhere), the trunk does not.
 
-On test clips of the store (``--length`` frames; the earlier ones the encoder's latents of
-the true frames, clean; the last one the target at noise level ``tau``), the object's map is
-read at the target: its peak cell, refined by the map-weighted centroid of the 3 x 3 cells
-around it, in frame pixels. Reported against the true position of the target frame and, as
-the reference, the object's position in the previous frame (where a copy draws it): the
-share of sightings within ``hit`` (1/32 of the frame, 2 px at 64 x 64, as ``farsight eval``)
-and within 3 px, the median error, and the share where the peak is under 0.25 ("placed
-nowhere").
+For a store whose game has a RAM map (``state.object_xy``; the arena's stores name no
+objects for ``farsight/eval/positions.py``). On test clips of the store (``--length``
+frames; the earlier ones the encoder's latents of the true frames, clean; the last one the
+target at noise level ``tau``), the object's map is read at the target: its peak cell,
+refined by the map-weighted centroid of the 3 x 3 cells around it, in frame pixels. Reported
+against the true position of the target frame and, as the reference, the object's position
+in the previous frame (where a copy draws it): the share of sightings within ``hit`` (1/32
+of the frame, 2 px at 64 x 64, as ``farsight eval``) and within 3 px, the median error, and
+the share where the peak is under 0.25 ("placed nowhere"; such a guess still counts in the
+shares, at its peak cell).
 
     python docs/results/follow_actions/object_head_readout.py STORE CKPT [CKPT ...] \
         [--object ball] [--length 12] [--clips 64] [--levels 1,0.5]
