@@ -15,10 +15,8 @@ import argparse
 
 import numpy as np
 import torch
-from object_estimates import clips_with_latents, object_cell
+from object_estimates import clips_with_latents, named_object, object_cell
 
-from farsight.data.store import EpisodeStore
-from farsight.eval.positions import scene_objects
 from farsight.world_model import load_world_model
 
 
@@ -31,13 +29,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_grad_enabled(False)
-    store = EpisodeStore(args.store)
-    objects = scene_objects(store)
-    if objects is None or args.object not in objects.names:
-        names = objects.names if objects is not None else ()
-        raise SystemExit(f"{args.store}: no object {args.object!r} (named objects: {names})")
-    k = objects.names.index(args.object)
-    keys = ("frames", "actions", *objects.state_keys(store.arrays))
+    store, objects, k, keys = named_object(args.store, args.object)
     wm = load_world_model(args.ckpt)
     at_object, median_cell, cell_norm = [], [], []
     for read, latents, _ in clips_with_latents(wm, store, keys, 2, args.clips, args.seed):

@@ -55,6 +55,19 @@ def estimate(wm, context: torch.Tensor, actions: torch.Tensor, last: torch.Tenso
     return clean_estimate(wm.dynamics, x, levels, actions, wm.objective)[:, -1]
 
 
+def named_object(path: str, name: str):
+    """(store, its SceneObjects, the index of object ``name``, the keys to read for frames,
+    actions and the objects' state) of the store at ``path``; exits naming the store and
+    its objects if it has no object ``name``."""
+    store = EpisodeStore(path)
+    objects = scene_objects(store)
+    if objects is None or name not in objects.names:
+        names = objects.names if objects is not None else ()
+        raise SystemExit(f"{path}: no object {name!r} (named objects: {names})")
+    keys = ("frames", "actions", *objects.state_keys(store.arrays))
+    return store, objects, objects.names.index(name), keys
+
+
 def clips_with_latents(wm, store, keys, length: int, count: int, seed: int):
     """Yields (read, latents (1, T, C, H, W), actions (1, T)) for ``count`` test clips of
     ``length`` frames: the store read of ``keys`` and the encoder's latents of its frames."""
@@ -97,13 +110,7 @@ def main() -> None:
     if args.length < 2 or any(not 0 < v < 1 for v in levels):
         raise SystemExit(f"--length {args.length} must be >= 2, --levels {args.levels} in (0, 1)")
     torch.set_grad_enabled(False)
-    store = EpisodeStore(args.store)
-    objects = scene_objects(store)
-    if objects is None or args.object not in objects.names:
-        names = objects.names if objects is not None else ()
-        raise SystemExit(f"{args.store}: no object {args.object!r} (named objects: {names})")
-    k = objects.names.index(args.object)
-    keys = ("frames", "actions", *objects.state_keys(store.arrays))
+    store, objects, k, keys = named_object(args.store, args.object)
     hit_px = objects.size / 32
 
     for path in args.ckpts:

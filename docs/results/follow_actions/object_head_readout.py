@@ -28,11 +28,9 @@ import argparse
 
 import numpy as np
 import torch
-from object_estimates import clips_with_latents
+from object_estimates import clips_with_latents, named_object
 
 from farsight import diffusion
-from farsight.data.store import EpisodeStore
-from farsight.eval.positions import scene_objects
 from farsight.eval.stats import bootstrap_ci
 from farsight.world_model import load_world_model
 
@@ -67,13 +65,7 @@ def main() -> None:
     if args.length < 2 or any(not 0 < v <= 1 for v in levels):
         raise SystemExit(f"--length {args.length} must be >= 2, --levels {args.levels} in (0, 1]")
     torch.set_grad_enabled(False)
-    store = EpisodeStore(args.store)
-    objects = scene_objects(store)
-    if objects is None or args.object not in objects.names:
-        names = objects.names if objects is not None else ()
-        raise SystemExit(f"{args.store}: no object {args.object!r} (named objects: {names})")
-    k = objects.names.index(args.object)
-    keys = ("frames", "actions", *objects.state_keys(store.arrays))
+    store, objects, k, keys = named_object(args.store, args.object)
     hit_px = objects.size / 32
 
     for path in args.ckpts:
