@@ -96,19 +96,31 @@ def at_cell(guess: torch.Tensor, previous: torch.Tensor, truth: torch.Tensor, ce
     return kept, float(err[r, c]), float(err.mean())
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_clip_args(doc: str, levels: str, top: float, top_included: bool):
+    """The command line shared by the object scripts (STORE CKPT [CKPT ...] --object
+    --length --clips --levels --seed): (args, the levels as floats), exiting on a length
+    under 2 or a level outside (0, top) (or (0, top] with ``top_included``)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("store")
     p.add_argument("ckpts", nargs="+")
     p.add_argument("--object", default="ball")
     p.add_argument("--length", type=int, default=12)
     p.add_argument("--clips", type=int, default=64)
-    p.add_argument("--levels", default="0.5")
+    p.add_argument("--levels", default=levels)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    levels = [float(v) for v in args.levels.split(",")]
-    if args.length < 2 or any(not 0 < v < 1 for v in levels):
-        raise SystemExit(f"--length {args.length} must be >= 2, --levels {args.levels} in (0, 1)")
+    values = [float(v) for v in args.levels.split(",")]
+    inside = (lambda v: 0 < v <= top) if top_included else (lambda v: 0 < v < top)
+    if args.length < 2 or not all(inside(v) for v in values):
+        bracket = "]" if top_included else ")"
+        raise SystemExit(
+            f"--length {args.length} must be >= 2, --levels {args.levels} in (0, {top:g}{bracket}"
+        )
+    return args, values
+
+
+def main() -> None:
+    args, levels = parse_clip_args(__doc__, "0.5", top=1.0, top_included=False)
     torch.set_grad_enabled(False)
     store, objects, k, keys = named_object(args.store, args.object)
     hit_px = objects.size / 32

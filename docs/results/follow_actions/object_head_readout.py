@@ -24,11 +24,9 @@ shares, at its peak cell).
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
-from object_estimates import clips_with_latents, named_object
+from object_estimates import clips_with_latents, named_object, parse_clip_args
 
 from farsight import diffusion
 from farsight.eval.stats import bootstrap_ci
@@ -52,18 +50,7 @@ def peak_position(heat: torch.Tensor, cell: float) -> tuple[np.ndarray, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("store")
-    p.add_argument("ckpts", nargs="+")
-    p.add_argument("--object", default="ball")
-    p.add_argument("--length", type=int, default=12)
-    p.add_argument("--clips", type=int, default=64)
-    p.add_argument("--levels", default="1,0.5")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    levels = [float(v) for v in args.levels.split(",")]
-    if args.length < 2 or any(not 0 < v <= 1 for v in levels):
-        raise SystemExit(f"--length {args.length} must be >= 2, --levels {args.levels} in (0, 1]")
+    args, levels = parse_clip_args(__doc__, "1,0.5", top=1.0, top_included=True)
     torch.set_grad_enabled(False)
     store, objects, k, keys = named_object(args.store, args.object)
     hit_px = objects.size / 32
